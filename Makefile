@@ -1,0 +1,39 @@
+# facelab: `make demo` installs everything and runs all notebooks on the offline demo data;
+# `make test` runs the test suite (what CI runs).  Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo smoke test lint install doctor clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/facelab doctor
+	$(BIN)/facelab run-notebooks --profile demo
+
+smoke: $(STAMP)
+	$(BIN)/facelab run-notebooks --profile smoke
+
+# pytest exits 5 when it collected no test: a suite that tests nothing fails here too.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; \
+	exit $$status
+
+lint: $(STAMP)
+	$(BIN)/ruff check facelab tests benchmarks
+
+doctor: $(STAMP)
+	$(BIN)/facelab doctor
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,61 @@
+"""The ``facelab`` command line: one sub-command per stage, each implemented in its module.
+
+Each module named in :data:`COMMANDS` defines ``add_arguments(parser)`` and
+``run_cli(args) -> int``; only the module of the sub-command being run is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# sub-command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "doctor": ("facelab.doctor", "check Python, TensorFlow, GPUs and optional backends"),
+    "demo-data": ("facelab.demo", "generate the offline demo photo collection"),
+    "demo-web": ("facelab.demoweb", "serve a demo collection as a misbehaving local web"),
+    "collect": ("facelab.collect", "download / import photos into a collection manifest"),
+    "faces": ("facelab.faces", "detect faces, keep one-face photos, write aligned crops"),
+    "fit": ("facelab.fit", "labels, split, balancing, training and bias analysis"),
+    "run-notebooks": ("facelab.runner", "run the numbered notebooks headless"),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Build the argument parser (importing only ``only``'s module when given)."""
+    parser = argparse.ArgumentParser(
+        prog="facelab", description="Celebrity face recognition, from a URL list to a "
+        "bias-checked CNN. Run 'facelab COMMAND --help' for a command's options.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if name == only:
+            importlib.import_module(module_name).add_arguments(command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    only = argv[0] if argv and argv[0] in COMMANDS else None
+    parser = build_parser(only)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run_cli(args) or 0)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"facelab {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"facelab {args.command}: interrupted; finished work is kept, run the same "
+              "command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

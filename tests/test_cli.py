@@ -1,0 +1,42 @@
+import subprocess
+import sys
+
+from facelab import cli, doctor
+
+
+def test_import_facelab_does_not_import_tensorflow():
+    code = ("import sys, facelab, facelab.cli, facelab.runner, facelab.doctor, facelab.manifest;"
+            "import importlib; [importlib.import_module('facelab.' + m) for m in "
+            "facelab._SUBMODULES if importlib.util.find_spec('facelab.' + m)];"
+            "print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False", "importing facelab modules pulled in TensorFlow"
+
+
+def test_help_lists_every_command(capsys):
+    assert cli.main([]) == 2
+    text = capsys.readouterr().out
+    for name in cli.COMMANDS:
+        assert name in text
+
+
+def test_doctor_without_tensorflow(capsys):
+    assert cli.main(["doctor", "--no-tensorflow"]) == 0
+    text = capsys.readouterr().out
+    assert "python" in text and "vision credentials" in text
+
+
+def test_doctor_flags_a_version_that_differs_from_the_pin(tmp_path):
+    req = tmp_path / "requirements.txt"
+    req.write_text("numpy==0.0.1  # deliberately wrong\n")
+    pins = doctor.pinned_versions(req)
+    assert pins == {"numpy": "0.0.1"}
+    checks = {c.name: c for c in doctor._package_checks(pins)}
+    assert not checks["numpy"].ok and "pip install 'numpy==0.0.1'" in checks["numpy"].fix
+
+
+def test_doctor_reports_missing_vision_credentials_with_a_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    result = doctor._vision_check()
+    assert not result.ok and result.optional and "GOOGLE_APPLICATION_CREDENTIALS" in result.fix
