@@ -102,7 +102,8 @@ def run_notebooks(profile: str = "demo", notebooks_dir: str | os.PathLike[str] |
         if not notebooks:
             raise ValueError(f"no notebook in {notebooks_dir} starts with {only}")
     env_backup = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = "Agg"   # headless figures; inline output still captured
+    # figures are captured into the executed copies (Agg would drop them silently)
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     done: list[Path] = []
     try:
         for index, nb in enumerate(notebooks, start=1):

@@ -46,11 +46,12 @@ def format_rect(box: Iterable[float]) -> str:
 def _check_row(fields: list[str]) -> str:
     """Return why a split line is not a valid PubFig row ('' when it is)."""
     if len(fields) != len(PUBFIG_COLUMNS):
-        return f"expected 5 tab-separated fields (person, imagenum, url, rect, md5sum), got {len(fields)}"
+        return ("expected 5 tab-separated fields (person, imagenum, url, rect, md5sum), "
+                f"got {len(fields)}")
     person, imagenum, url, rect, md5 = fields
     if not person.strip():
         return "empty person name"
-    if not imagenum.strip().isdigit():
+    if not imagenum.strip().isdecimal():   # isdigit() accepts '²', which int() rejects
         return f"imagenum {imagenum!r} is not a whole number"
     if not url.strip():
         return "empty url"
