@@ -13,7 +13,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "manifest", "sources", "demo", "demoweb", "collect", "dedup", "faces", "labels",
+    "manifest", "sources", "demo", "demoweb", "collect", "dedup", "faces", "vision", "labels",
     "split", "balance", "pipeline", "augment", "model", "train", "analysis", "fit",
     "runner", "doctor", "cli",
 )

@@ -104,6 +104,7 @@ def run_notebooks(profile: str = "demo", notebooks_dir: str | os.PathLike[str] |
     env_backup = os.environ.get("MPLBACKEND")
     # figures are captured into the executed copies (Agg would drop them silently)
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no CUDA/absl chatter in the outputs
     done: list[Path] = []
     try:
         for index, nb in enumerate(notebooks, start=1):
