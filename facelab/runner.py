@@ -25,6 +25,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "scale": "small",        # demo data: ~8 identities instead of 40+
         "max_photos": 200,       # notebooks that sample photos look at fewer
         "epochs": 2,             # training notebooks: a couple of epochs only
+        "collect_timeout_s": 2.0,   # 01: hanging demo URLs give up sooner
+        "collect_deadline_s": 3.0,  # 01: total time per URL
+        "small_buffer": 16,      # 05: the too-small shuffle buffer, scaled to ~140 train faces
     },
 }
 NOTEBOOK_PATTERN = re.compile(r"^\d{2}_.+\.ipynb$")
