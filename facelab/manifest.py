@@ -86,7 +86,8 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise FileNotFoundError(
             f"no manifest at {path}: run the stage that writes it first (or pass the folder "
             "that holds its manifest.csv)")
-    df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"person": str, "reason": str})
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""],
+                     dtype={"person": str, "reason": str})
     if "reason" in df.columns:
         df["reason"] = df["reason"].fillna("").astype(str)
     return df
