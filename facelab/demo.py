@@ -1,0 +1,986 @@
+"""Synthetic celebrities: the offline demo photo collection.
+
+:func:`generate` writes, deterministically from a seed, a collection of JPEG photos of
+made-up celebrities that reproduces the 2017 blog post's situation without the internet:
+a skewed number of photos per person (a few with 200-250, most with 50-100), ~10% group
+photos with 2-4 faces, web-like photo sizes, and faces drawn well enough for the real
+MTCNN detector to find them.
+
+Layout written into ``out_dir``::
+
+    photos/<identity-id>/<n>.jpg   one folder per identity, n = 1..count
+    photos.csv                     person, imagenum, path, width, height, rect, n_faces, md5
+    identities.csv                 identity, person, photos, lookalike_of, traits (JSON)
+
+Each identity is a fixed set of facial traits (face shape, skin tone, hair colour and
+style, eye colour and spacing, brows, nose, mouth, facial hair, glasses); a few identities
+are look-alikes of another one.  Each photo varies pose, in-plane rotation, scale,
+position, lighting, expression, background, blur and JPEG quality, all drawn from
+distributions that do not depend on the identity (so neither the background nor the
+image size gives the person away).
+
+Every photo is drawn from its own ``numpy.random.Generator`` seeded with
+``(seed, identity index, photo number)``, so photos can be rendered in parallel
+processes and the same seed always gives the same bytes.  :func:`plan` returns the list
+of photos (who, how many, which size, which are group photos) without rendering anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import sys
+import time
+import unicodedata
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFilter
+
+from facelab.manifest import atomic_write_bytes
+
+SCALES = ("small", "full")
+PHOTOS_CSV = "photos.csv"
+IDENTITIES_CSV = "identities.csv"
+PHOTO_COLUMNS = ("person", "imagenum", "path", "width", "height", "rect", "n_faces", "md5")
+
+# Made-up celebrity names (any resemblance is accidental).  At least one is non-ASCII on
+# purpose: names travel through CSV files, URLs and label maps.
+NAMES = (
+    "Zoë Kästner", "Brad Pitman", "Angela Jolly", "Marco Ferrante", "Lena Okafor",
+    "Hiro Tanabe", "Sofía Castañeda", "Jonas Björklund", "Priya Raman", "Dmitri Volkov",
+    "Chloé Marchand", "Kwame Mensah", "Isabella Russo", "Tom Hanley", "Mei Lin Zhou",
+    "Olusegun Adeyemi", "Greta Lindqvist", "Rafael Oliveira", "Aisha Karimi", "Sean O'Malley",
+    "Noémie Dubois", "Kenji Watanabe", "Fatima Zahra Bennani", "Lars Eriksen",
+    "Camila Reyes", "Andrzej Nowak", "Yuki Sato", "Amara Nwosu", "Pedro Almeida",
+    "Hannah Schröder", "Emre Yıldız", "Nadia Haddad", "Oscar Lindgren", "Leila Farahani",
+    "Mateo García", "Ingrid Solberg", "Jae-won Park", "Chiara Bianchi", "Tariq Rahman",
+    "Elodie Laurent", "Björn Halvorsen", "Ana Lúcia Prado", "Viktor Horváth", "Sakura Mori",
+    "Diego Fuentes", "Maëlle Girard", "Ravi Shankar Iyer", "Olga Petrenko",
+    "Henrik Dahl", "Lucía Navarro", "Kofi Boateng", "Elena Popescu",
+)
+
+# Skin, hair, eye, lip and clothing palettes (RGB 0..1).
+SKIN_TONES = np.array([
+    [0.96, 0.80, 0.69], [0.92, 0.74, 0.60], [0.87, 0.67, 0.52], [0.80, 0.58, 0.43],
+    [0.70, 0.49, 0.34], [0.58, 0.39, 0.26], [0.46, 0.30, 0.20], [0.36, 0.23, 0.15],
+    [0.94, 0.78, 0.62], [0.85, 0.66, 0.50],
+])
+HAIR_COLOURS = np.array([
+    [0.08, 0.06, 0.05], [0.18, 0.12, 0.08], [0.33, 0.22, 0.13], [0.50, 0.35, 0.20],
+    [0.78, 0.62, 0.38], [0.90, 0.80, 0.55], [0.55, 0.22, 0.10], [0.62, 0.60, 0.58],
+    [0.88, 0.87, 0.85], [0.25, 0.20, 0.18],
+])
+EYE_COLOURS = np.array([
+    [0.25, 0.15, 0.08], [0.35, 0.22, 0.10], [0.20, 0.35, 0.55], [0.30, 0.45, 0.30],
+    [0.40, 0.42, 0.45], [0.15, 0.10, 0.07],
+])
+HAIR_STYLES = ("short", "long", "bald", "bangs", "curly", "bun", "crew")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A made-up celebrity: a name and the facial traits shared by all their photos."""
+
+    identity: str
+    person: str
+    index: int
+    traits: dict[str, Any] = field(default_factory=dict)
+    lookalike_of: str = ""
+
+
+@dataclass(frozen=True)
+class PhotoPlan:
+    """What one photo will show (drawn cheaply, before any pixel is rendered)."""
+
+    identity_index: int
+    imagenum: int
+    width: int
+    height: int
+    n_faces: int
+    others: tuple[int, ...]  # identity indices of the other people in a group photo
+    slot: int  # position of the labelled person among the faces, left to right
+
+
+def _slug(name: str) -> str:
+    name = name.translate(str.maketrans({"ı": "i", "ø": "o", "ß": "ss", "ł": "l", "æ": "ae"}))
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return "-".join("".join(c if c.isalnum() else " " for c in ascii_name.lower()).split())
+
+
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, *[int(k) for k in keys]])
+
+
+def _check_scale(scale: str) -> None:
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, not {scale!r}")
+
+
+def _random_traits(rng: np.random.Generator) -> dict[str, Any]:
+    skin = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.95, 1.05, 3)
+    hair = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] * rng.uniform(0.9, 1.1, 3)
+    eye = EYE_COLOURS[rng.integers(len(EYE_COLOURS))] * rng.uniform(0.9, 1.1, 3)
+    male = bool(rng.random() < 0.5)
+    styles = ("short", "bald", "crew", "curly", "short") if male else (
+        "long", "bangs", "bun", "curly", "long", "short")
+    facial_hair = rng.choice(["none", "beard", "moustache", "stubble", "goatee"],
+                             p=[0.4, 0.2, 0.15, 0.15, 0.1]) if male else "none"
+    return {
+        "face_width": float(rng.uniform(0.9, 1.06)),      # relative face half-width
+        "face_length": float(rng.uniform(1.22, 1.45)),    # chin distance from eye line
+        "jaw": float(rng.uniform(0.15, 0.45)),            # how much the jaw narrows
+        "squareness": float(rng.uniform(2.0, 2.8)),       # superellipse exponent
+        "skin": [float(c) for c in np.clip(skin, 0, 1)],
+        "hair_colour": [float(c) for c in np.clip(hair, 0, 1)],
+        "hair_style": str(rng.choice(styles)),
+        "hair_volume": float(rng.uniform(0.95, 1.2)),
+        "eye_colour": [float(c) for c in np.clip(eye, 0, 1)],
+        "eye_spacing": float(rng.uniform(0.36, 0.46)),
+        "eye_size": float(rng.uniform(0.9, 1.2)),
+        "eye_height": float(rng.uniform(-0.08, 0.05)),
+        "brow_thickness": float(rng.uniform(0.045, 0.09)),
+        "brow_arch": float(rng.uniform(0.02, 0.09)),
+        "brow_height": float(rng.uniform(0.2, 0.28)),
+        "nose_length": float(rng.uniform(0.38, 0.52)),
+        "nose_width": float(rng.uniform(0.11, 0.17)),
+        "mouth_width": float(rng.uniform(0.28, 0.40)),
+        "lip_thickness": float(rng.uniform(0.045, 0.08)),
+        "mouth_height": float(rng.uniform(0.78, 0.88)),
+        "lip_colour": [float(c) for c in np.clip(
+            skin * np.array([0.85, 0.55, 0.55]) + rng.uniform(-0.04, 0.04, 3), 0, 1)],
+        "facial_hair": str(facial_hair),
+        "glasses": bool(rng.random() < 0.18),
+        "glasses_colour": [float(c) for c in rng.choice(
+            [[0.05, 0.05, 0.05], [0.35, 0.2, 0.1], [0.6, 0.6, 0.62]])],
+        "ear_size": float(rng.uniform(0.85, 1.15)),
+    }
+
+
+def _lookalike(traits: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    """Traits close to ``traits``: same colouring and style, slightly different geometry."""
+    new = dict(traits)
+    for key, spread in (("eye_spacing", 0.025), ("nose_length", 0.05), ("nose_width", 0.02),
+                        ("mouth_width", 0.04), ("face_length", 0.07), ("jaw", 0.08),
+                        ("brow_arch", 0.02), ("eye_size", 0.08), ("lip_thickness", 0.01)):
+        new[key] = float(traits[key] + rng.choice([-1, 1]) * rng.uniform(0.5, 1.0) * spread)
+    new["skin"] = [float(np.clip(c * rng.uniform(0.97, 1.03), 0, 1)) for c in traits["skin"]]
+    new["glasses"] = bool(traits["glasses"] if rng.random() < 0.5 else not traits["glasses"])
+    return new
+
+
+def make_identities(scale: str = "full", seed: int = 0) -> list[Identity]:
+    """Make the made-up celebrities of a demo collection (cheap; no rendering).
+
+    Args:
+        scale: ``"small"`` (8 identities) or ``"full"`` (52 identities).
+        seed: Random seed; the same seed gives the same identities.
+
+    Returns:
+        One :class:`Identity` per person; about one in eight is a look-alike of another.
+    """
+    _check_scale(scale)
+    count = 8 if scale == "small" else 52
+    rng = _rng(seed, 1)
+    names = list(NAMES)
+    order = rng.permutation(len(names))
+    # Keep the non-ASCII name in every collection.
+    chosen = [names[0]] + [names[i] for i in order if i != 0][: count - 1]
+    chosen = [chosen[i] for i in rng.permutation(count)]
+    identities: list[Identity] = []
+    for index, name in enumerate(chosen):
+        trng = _rng(seed, 2, index)
+        lookalike = ""
+        if (index % 8 == 3) if scale == "full" else index == 5:
+            source = identities[int(trng.integers(index))]
+            traits = _lookalike(source.traits, trng)
+            lookalike = source.identity
+        else:
+            traits = _random_traits(trng)
+        identities.append(Identity(f"{index:02d}-{_slug(name)}", name, index, traits,
+                                   lookalike))
+    return identities
+
+
+def _photo_counts(scale: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    if scale == "small":
+        counts = rng.integers(20, 41, n)
+        counts[rng.permutation(n)[:2]] = rng.integers(52, 61, 2)
+        return counts
+    stars = 4
+    counts = np.minimum(50 + np.round(rng.exponential(55.0, n)).astype(int), 190)
+    counts[rng.permutation(n)[:stars]] = rng.integers(200, 251, stars)
+    return counts
+
+
+def _image_size(rng: np.random.Generator, n_faces: int) -> tuple[int, int]:
+    side = float(np.exp(rng.uniform(np.log(250), np.log(800))))
+    if n_faces > 1:  # room for every face to be at least ~70 px wide
+        side = max(side, 480.0, 160.0 * n_faces + 80.0)
+    aspect = float(rng.choice([1.0, 4 / 3, 3 / 2, 3 / 4, 2 / 3, 16 / 9, 5 / 4],
+                              p=[0.2, 0.25, 0.15, 0.2, 0.1, 0.05, 0.05]))
+    if n_faces > 1 and aspect < 1:
+        aspect = 1 / aspect
+    if aspect >= 1:
+        width, height = side, side / aspect
+    else:
+        width, height = side * aspect, side
+    width, height = max(250, int(round(width))), max(250, int(round(height)))
+    return min(width, 800), min(height, 800)
+
+
+def _plan_photos(scale: str, seed: int) -> tuple[list[Identity], list[PhotoPlan]]:
+    identities = make_identities(scale, seed)
+    n = len(identities)
+    counts = _photo_counts(scale, n, _rng(seed, 3))
+    photos: list[PhotoPlan] = []
+    for ident, count in zip(identities, counts, strict=True):
+        rng = _rng(seed, 4, ident.index)
+        pool = np.array([i for i in range(n) if i != ident.index])
+        for num in range(1, int(count) + 1):
+            n_faces = 1
+            if rng.random() < 0.10:
+                n_faces = int(rng.choice([2, 3, 4], p=[0.5, 0.3, 0.2]))
+            width, height = _image_size(rng, n_faces)
+            others: tuple[int, ...] = ()
+            slot = 0
+            if n_faces > 1:
+                others = tuple(int(i) for i in rng.choice(pool, n_faces - 1, replace=False))
+                slot = int(rng.integers(n_faces))
+            photos.append(PhotoPlan(ident.index, num, width, height, n_faces, others, slot))
+    return identities, photos
+
+
+def plan(scale: str = "full", seed: int = 0) -> pd.DataFrame:
+    """List the photos a collection will contain, without rendering any of them.
+
+    Args:
+        scale: ``"small"`` or ``"full"``.
+        seed: Random seed.
+
+    Returns:
+        One row per photo, in the order of ``photos.csv``: ``identity``, ``person``,
+        ``identity_index``, ``imagenum``, ``path``, ``width``, ``height``, ``n_faces``,
+        ``others`` (identity indices of the other faces of a group photo, space-separated)
+        and ``slot`` (the labelled face's place among them, left to right).
+    """
+    _check_scale(scale)
+    identities, photos = _plan_photos(scale, seed)
+    return pd.DataFrame([{
+        "identity": identities[p.identity_index].identity,
+        "person": identities[p.identity_index].person,
+        "identity_index": p.identity_index, "imagenum": p.imagenum,
+        "path": _photo_path(identities[p.identity_index], p.imagenum),
+        "width": p.width, "height": p.height, "n_faces": p.n_faces,
+        "others": " ".join(str(o) for o in p.others), "slot": p.slot,
+    } for p in photos])
+
+
+def _photo_path(identity: Identity, imagenum: int) -> str:
+    return f"photos/{identity.identity}/{imagenum}.jpg"
+
+
+# --------------------------------------------------------------------------------------
+# Rendering
+
+
+def _soft(d: np.ndarray, width: float) -> np.ndarray:
+    """Coverage of a shape from a signed distance (negative inside), anti-aliased."""
+    return np.clip(0.5 - d / width, 0.0, 1.0)
+
+
+def _ellipse(u: np.ndarray, v: np.ndarray, cu: float, cv: float, a: float, b: float,
+             width: float) -> np.ndarray:
+    r = np.sqrt(((u - cu) / a) ** 2 + ((v - cv) / b) ** 2)
+    return _soft((r - 1.0) * np.minimum(a, b), width)
+
+
+def _blend(img: np.ndarray, colour: np.ndarray | Iterable[float], alpha: np.ndarray) -> None:
+    a = alpha[..., None]
+    img *= 1.0 - a
+    img += a * np.asarray(colour, dtype=np.float32)
+
+
+Box = tuple[slice, slice]
+
+
+class _Canvas:
+    """An upright head canvas in face units (face half-width ~1), premultiplied RGBA.
+
+    ``u`` (a row) and ``v`` (a column) are the unit coordinates of the pixel centres, so
+    every shape is an expression in (u, v) evaluated only inside its own box.
+    """
+
+    def __init__(self, px: float, u_min: float, u_max: float, v_min: float, v_max: float):
+        self.px = px
+        self.u_min, self.v_min = u_min, v_min
+        w = int(np.ceil((u_max - u_min) * px))
+        h = int(np.ceil((v_max - v_min) * px))
+        self.u = ((np.arange(w, dtype=np.float32) + 0.5) / px + u_min)[None, :]
+        self.v = ((np.arange(h, dtype=np.float32) + 0.5) / px + v_min)[:, None]
+        self.rgb = np.zeros((h, w, 3), np.float32)
+        self.alpha = np.zeros((h, w), np.float32)
+
+    def box(self, u0: float, u1: float, v0: float, v1: float) -> Box | None:
+        """Pixel slices covering the unit box, or None when it is outside the canvas."""
+        h, w = self.alpha.shape
+        x0 = max(0, int(np.floor((u0 - self.u_min) * self.px)))
+        x1 = min(w, int(np.ceil((u1 - self.u_min) * self.px)) + 1)
+        y0 = max(0, int(np.floor((v0 - self.v_min) * self.px)))
+        y1 = min(h, int(np.ceil((v1 - self.v_min) * self.px)) + 1)
+        if x1 <= x0 or y1 <= y0:
+            return None
+        return slice(y0, y1), slice(x0, x1)
+
+    def uv(self, sl: Box) -> tuple[np.ndarray, np.ndarray]:
+        return self.u[:, sl[1]], self.v[sl[0], :]
+
+    def layer(self, sl: Box | None, colour: Any, cover: np.ndarray) -> None:
+        """Composite ``colour`` (RGB or an array over the box) with ``cover`` "over"."""
+        if sl is None:
+            return
+        _blend(self.rgb[sl], colour, cover)
+        a = self.alpha[sl]
+        a += cover * (1.0 - a)
+
+
+def _render_head(traits: dict[str, Any], pose: dict[str, float], px: float,
+                 rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float]]:
+    """Render one head as premultiplied RGBA float32 on an upright canvas.
+
+    ``px`` is the canvas resolution in pixels per face unit (the face half-width is about
+    one unit).  Returns the RGBA array and the canvas position of the face centre.
+    """
+    t = traits
+    fw, fl = t["face_width"], t["face_length"]
+    vol = t["hair_volume"]
+    style = t["hair_style"]
+    cv = _Canvas(px, -1.75 * vol, 1.75 * vol, -1.95 * vol, 2.1)
+    aa = 1.2 / px
+    skin = np.asarray(t["skin"], np.float32)
+    hair_col = np.asarray(t["hair_colour"], np.float32)
+    yaw, pitch = pose["yaw"], pose["pitch"]
+    light = np.array([pose["light_x"], pose["light_y"], 1.0], np.float32)
+    light /= np.linalg.norm(light)
+    shift = float(np.sin(yaw))  # horizontal shift of the face's front features
+
+    # Hair behind the head (long and curly styles).
+    if style == "long":
+        sl = cv.box(-1.4 * vol * fw, 1.4 * vol * fw, -1.5, 2.1)
+        if sl is not None:
+            u, v = cv.uv(sl)
+            back = _ellipse(u, v, 0.0, 0.45, 1.3 * vol * fw, 1.9, aa) * (v < 1.9)
+            cv.layer(sl, hair_col * 0.7, back)
+    if style == "curly":
+        sl = cv.box(-1.5 * vol, 1.5 * vol, -1.9 * vol, 1.3)
+        if sl is not None:
+            u, v = cv.uv(sl)
+            cv.layer(sl, hair_col * 0.75, _ellipse(u, v, 0.0, -0.2, 1.35 * vol * fw,
+                                                   1.45 * vol, aa))
+
+    # Neck: shaded under the chin.
+    sl = cv.box(-0.7, 0.7, 0.4, 2.1)
+    if sl is not None:
+        u, v = cv.uv(sl)
+        neck = _soft(np.abs(u - 0.2 * shift) - 0.5 * fw, aa) * _soft(0.6 - v, aa)
+        neck_shade = (0.55 + 0.25 * np.clip((v - fl) * 2.0, 0, 1))[..., None]
+        cv.layer(sl, skin * neck_shade * (0.9 + 0.1 * np.clip(u * light[0], -1, 1))[..., None],
+                 neck)
+
+    # Ears.
+    for side in (-1, 1):
+        ear_u = side * (1.0 * fw - 0.08 * side * shift)
+        visible = 1.0 - max(0.0, side * shift) * 1.2
+        if visible > 0.15:
+            sl = cv.box(ear_u - 0.25, ear_u + 0.25, -0.3, 0.4)
+            if sl is not None:
+                u, v = cv.uv(sl)
+                ear = _ellipse(u, v, ear_u, 0.05, 0.16 * t["ear_size"] * visible,
+                               0.3 * t["ear_size"], aa)
+                cv.layer(sl, skin * 0.8, ear)
+
+    # Face: a shaded superellipse narrowing towards the chin.  Features are painted into
+    # the face colour (restricted to small boxes), then the face is composited.
+    fsl = cv.box(-fw - 0.2, fw + 0.2, -1.3, fl + 0.05)
+    assert fsl is not None
+    fu_all, fv_all = cv.uv(fsl)
+    oy, ox = fsl[0].start, fsl[1].start
+
+    def fbox(u0: float, u1: float, v0: float, v1: float) -> tuple[Box, np.ndarray, np.ndarray]:
+        """Return a box relative to the face array, and its (u, v)."""
+        sl = cv.box(u0, u1, v0, v1)
+        if sl is None:
+            sl = (slice(0, 0), slice(0, 0))
+        rel = (slice(max(sl[0].start - oy, 0), max(sl[0].stop - oy, 0)),
+               slice(max(sl[1].start - ox, 0), max(sl[1].stop - ox, 0)))
+        return rel, fu_all[:, rel[1]], fv_all[rel[0], :]
+
+    fu = fu_all - 0.12 * shift
+    top, bottom = 1.25, fl
+    vb = np.where(fv_all < 0, fv_all / top, fv_all / bottom)
+    half = fw * (1.0 - t["jaw"] * np.clip(vb, 0, 1) ** 2)
+    p = t["squareness"]
+    r = (np.abs(fu) / half) ** p + np.abs(vb) ** p
+    face = _soft((r ** (1.0 / p) - 1.0) * fw, aa)
+    nx = np.clip(fu / (fw * 1.05), -1, 1)
+    ny = np.clip(vb * 0.8, -1, 1)
+    nz = np.sqrt(np.clip(1.0 - nx ** 2 - ny ** 2, 0.0, 1.0))
+    diffuse = np.clip(nx * light[0] + ny * light[1] + nz * light[2], 0.0, 1.0)
+    shade = 0.45 + 0.6 * diffuse
+    face_rgb = skin[None, None, :] * shade[..., None]
+    # Specular sheen (forehead, nose, cheekbones): structure that dark skin shows too.
+    half_vec = light + np.array([0.0, 0.0, 1.0], np.float32)
+    half_vec /= np.linalg.norm(half_vec)
+    spec = np.clip(nx * half_vec[0] + ny * half_vec[1] + nz * half_vec[2], 0.0, 1.0) ** 10
+    face_rgb += (0.22 * spec)[..., None] * np.array([1.0, 0.96, 0.9], np.float32)
+
+    def paint(rel: Box, colour: Any, cover: np.ndarray) -> None:
+        _blend(face_rgb[rel], colour, cover)
+
+    def darken(rel: Box, cover: np.ndarray, amount: float) -> None:
+        face_rgb[rel] *= 1.0 - amount * cover[..., None]
+
+    ex = t["eye_spacing"]
+    ey = t["eye_height"] + 0.12 * pitch
+    cu = 0.3 * shift  # centre line of the front features
+    es = t["eye_size"]
+
+    # Eye sockets.
+    for side in (-1, 1):
+        rel, u, v = fbox(cu + side * ex - 0.45, cu + side * ex + 0.45, ey - 0.4, ey + 0.35)
+        darken(rel, _ellipse(u, v, cu + side * ex, ey - 0.03, 0.28, 0.18, 0.15), 0.33)
+
+    # Nose: shadow on the side away from the light, nostrils, shadow under the tip.
+    nose_len, nose_w = t["nose_length"], t["nose_width"]
+    tip_v = ey + nose_len
+    ncu = cu + 0.35 * shift
+    shadow_side = -1.0 if light[0] > 0 else 1.0
+    for side, amount in ((shadow_side, 0.3), (-shadow_side, 0.12)):
+        bu = ncu + side * nose_w * 0.8
+        rel, u, v = fbox(bu - 0.2, bu + 0.2, ey, tip_v + 0.1)
+        band = _soft(np.abs(u - bu) - 0.045, 0.06) * _soft(ey + 0.08 - v, 0.05)
+        band = band * _soft(v - tip_v, 0.05)
+        darken(rel, band, amount)
+    rel, u, v = fbox(ncu - 0.4, ncu + 0.4, tip_v - 0.15, tip_v + 0.25)
+    darken(rel, _ellipse(u, v, ncu + 0.05 * shift, tip_v + 0.1, nose_w * 1.4, 0.07, 0.05), 0.3)
+    for side in (-1, 1):
+        darken(rel, _ellipse(u, v, ncu + 0.05 * shift + side * nose_w * 0.55, tip_v + 0.03,
+                             nose_w * 0.32, 0.035, aa), 0.65)
+    tip = _ellipse(u, v, ncu + 0.1 * shift, tip_v - 0.04, nose_w * 0.7, 0.08, 0.06)
+    paint(rel, np.minimum(skin * 1.12, 1.0), tip * 0.35)
+
+    # Mouth.
+    mv = t["mouth_height"] * fl / 1.35 + 0.1 * pitch
+    mw = t["mouth_width"] * (1.0 + 0.15 * pose["smile"])
+    lt = t["lip_thickness"]
+    mu = cu + 0.3 * shift
+    rel, u, v = fbox(mu - mw - 0.1, mu + mw + 0.1, mv - 0.25, mv + 0.3)
+    du = (u - mu) / mw
+    inside = np.clip(1.0 - du ** 2, 0.0, 1.0)
+    line = mv - pose["smile"] * 0.06 * (1.0 - inside) + 0.01
+    opening = pose["mouth_open"] * 0.07
+    lips = _soft(np.abs(du) - 1.0, 1.0 / (px * mw) * 1.5)
+    upper = lips * _soft((line - opening / 2 - lt * inside ** 0.5) - v, aa) * _soft(v - line, aa)
+    lower = lips * _soft(v - (line + opening / 2 + lt * 1.3 * inside ** 0.5), aa)
+    lower = lower * _soft(line - v, aa)
+    lip_col = np.asarray(t["lip_colour"], np.float32) * shade[rel][..., None]
+    paint(rel, lip_col, upper)
+    paint(rel, lip_col * 1.08, lower)
+    mouth_line = lips * _soft(np.abs(v - line) - max(opening / 2, 0.008), aa)
+    paint(rel, np.array([0.25, 0.08, 0.08], np.float32), mouth_line * 0.9)
+    if opening > 0.01:
+        teeth = lips * _soft(np.abs(v - (line - opening / 4)) - opening / 5, aa) * (
+            _soft(np.abs(du) - 0.7, 0.1))
+        paint(rel, np.array([0.92, 0.9, 0.85], np.float32), teeth * 0.9)
+    darken(rel, _ellipse(u, v, mu, mv + lt * 1.6 + 0.07, mw * 0.6, 0.05, 0.06), 0.15)
+
+    # Facial hair.
+    fh = t["facial_hair"]
+    if fh != "none":
+        strength = {"beard": 0.85, "moustache": 0.85, "stubble": 0.35, "goatee": 0.85}[fh]
+        rel, u, v = fbox(-fw - 0.2, fw + 0.2, tip_v - 0.05, fl + 0.05)
+        region = np.zeros((v.shape[0], u.shape[1]), np.float32)
+        lip_zone = _ellipse(u, v, mu, mv, mw * 1.05, lt * 1.8, 0.04)
+        if fh in ("beard", "stubble"):
+            region = _soft(tip_v + 0.12 - v, 0.08) * face[rel] * (1.0 - 0.9 * lip_zone)
+        if fh in ("beard", "moustache", "goatee"):
+            region = np.maximum(region, _ellipse(u, v, mu, mv - lt - 0.04, mw * 0.95, 0.05, 0.03))
+        if fh == "goatee":
+            region = np.maximum(region, _ellipse(u, v, mu, mv + lt + 0.18, mw * 0.55, 0.16, 0.03))
+        noise = rng.uniform(0.75, 1.0, region.shape).astype(np.float32)
+        paint(rel, hair_col * 0.9, region * strength * noise)
+
+    # Eyebrows.
+    lift = pose["brow_raise"] * 0.05
+    brow_col = np.minimum(hair_col * 0.65 + 0.02, skin * 0.55)
+    for side in (-1, 1):
+        bc = cu + side * (ex + 0.02)
+        bw = 0.22
+        rel, u, v = fbox(bc - bw - 0.05, bc + bw + 0.05, ey - 0.5, ey - 0.1)
+        dbu = (u - bc) / bw
+        arch = t["brow_arch"] * (1.0 - dbu ** 2)
+        centre = ey - t["brow_height"] - lift - arch + 0.03 * side * dbu
+        thick = t["brow_thickness"] * (1.0 - 0.4 * np.clip(side * dbu, 0, 1))
+        brow = _soft(np.abs(v - centre) - thick / 2, aa) * _soft(np.abs(dbu) - 1.0, 0.4)
+        paint(rel, brow_col, brow * 0.92)
+
+    # Eyes: almond-shaped sclera, iris, pupil, upper lid and a catch-light.
+    eye_col = np.asarray(t["eye_colour"], np.float32)
+    openness = pose["eye_open"]
+    gaze_u, gaze_v = pose["gaze_u"], pose["gaze_v"]
+    dark = np.array([0.08, 0.05, 0.05], np.float32)
+    for side in (-1, 1):
+        ecu = cu + side * ex
+        ea, eb = 0.16 * es, 0.08 * es * openness
+        rel, u, v = fbox(ecu - ea - 0.05, ecu + ea + 0.05, ey - 0.15, ey + 0.15)
+        if eb < 0.02:
+            lid = _soft(np.abs(v - ey) - 0.012, aa) * _soft(np.abs(u - ecu) - ea, aa)
+            paint(rel, dark, lid)
+            continue
+        rad = (ea ** 2 + eb ** 2) / (2 * eb)
+        d1 = np.sqrt((u - ecu) ** 2 + (v - (ey + eb - rad)) ** 2) - rad
+        d2 = np.sqrt((u - ecu) ** 2 + (v - (ey - eb + rad * 0.9)) ** 2) - rad * 0.9
+        sclera = _soft(np.maximum(d1, d2), aa)
+        white = np.array([0.93, 0.91, 0.88], np.float32) * (0.7 + 0.3 * shade[rel][..., None])
+        paint(rel, white, sclera)
+        icu, icv = ecu + gaze_u * 0.05, ey + gaze_v * 0.02
+        iris = _ellipse(u, v, icu, icv, 0.075 * es, 0.075 * es, aa) * sclera
+        paint(rel, eye_col * 0.75, iris)
+        pupil = _ellipse(u, v, icu, icv, 0.034 * es, 0.034 * es, aa) * sclera
+        paint(rel, np.array([0.02, 0.02, 0.02], np.float32), pupil)
+        lidline = _soft(np.abs(d1) - 0.014, aa) * _soft(v - ey, 0.02)
+        lidline = lidline * _soft(np.abs(u - ecu) - ea * 1.05, aa)
+        paint(rel, dark, lidline)
+        glint = _ellipse(u, v, icu + 0.02, icv - 0.02, 0.012, 0.012, aa) * sclera
+        paint(rel, np.array([1.0, 1.0, 1.0], np.float32), glint * 0.8)
+
+    cv.layer(fsl, face_rgb, face)
+
+    # Hair on top of the head.
+    if style != "bald":
+        sl = cv.box(-1.75 * vol, 1.75 * vol, -1.95 * vol, 2.1 if style == "long" else 0.8)
+        assert sl is not None
+        u, v = cv.uv(sl)
+        hu = u - 0.1 * shift
+        if style == "bangs":
+            hairline = ey - 0.38 + 0.05 * hu ** 2
+        elif style == "crew":
+            hairline = -0.78 + 0.25 * hu ** 2
+        else:
+            hairline = -0.62 + 0.35 * hu ** 2 - (0.08 * np.sign(hu) if style == "short" else 0.0)
+        hv = 1.02 if style == "crew" else vol
+        if style == "curly":
+            angle = np.arctan2(v + 0.2, hu)
+            bump = 0.05 * np.sin(angle * 14.0)
+            cap = _ellipse(hu, v, 0.0, -0.25, 1.2 * fw * vol + bump, 1.35 * vol + bump, aa)
+        else:
+            cap = _ellipse(hu, v, 0.0, -0.2, 1.08 * fw * hv, 1.3 * hv, aa)
+        cover = cap * _soft(v - hairline, 0.03)
+        if style in ("long", "curly"):
+            low = 1.6 if style == "long" else 0.6
+            sides = _ellipse(hu, v, 0.0, (low - 0.6) / 2, 1.2 * fw * vol, (low + 0.6) / 2 + 0.1,
+                             aa) * _soft(0.86 * fw - np.abs(hu), aa)
+            cover = np.maximum(cover, sides)
+        if style == "bun":
+            cover = np.maximum(cover, _ellipse(hu, v, 0.0, -1.5, 0.42, 0.32, aa))
+        if style == "crew":
+            cover = cover * 0.9
+        streak = 0.92 + 0.08 * np.sin(hu * 55.0 + 3.0 * np.sin(v * 3.0))
+        rr = np.sqrt((hu / (1.2 * vol)) ** 2 + ((v + 0.3) / (1.4 * vol)) ** 2)
+        hshade = 0.5 + 0.6 * np.clip(1.0 - rr ** 2, 0, 1) + 0.1 * np.clip(hu * light[0], -1, 1)
+        cv.layer(sl, hair_col * (streak * hshade)[..., None], cover)
+
+    # Glasses.
+    if t["glasses"]:
+        frame = np.asarray(t["glasses_colour"], np.float32)
+        for side in (-1, 1):
+            sl = cv.box(cu + side * ex - 0.25, cu + side * ex + 0.25, ey - 0.2, ey + 0.2)
+            if sl is not None:
+                u, v = cv.uv(sl)
+                ring = _ellipse(u, v, cu + side * ex, ey + 0.01, 0.2, 0.14, aa) - _ellipse(
+                    u, v, cu + side * ex, ey + 0.01, 0.18, 0.125, aa)
+                cv.layer(sl, frame, np.clip(ring, 0, 1))
+        sl = cv.box(cu - ex + 0.15, cu + ex - 0.15, ey - 0.1, ey)
+        if sl is not None:
+            u, v = cv.uv(sl)
+            bridge = _soft(np.abs(v - (ey - 0.04)) - 0.015, aa) + 0 * u
+            cv.layer(sl, frame, bridge)
+
+    # rgb is already premultiplied by alpha (the layers composite "over").
+    out = np.concatenate([cv.rgb, cv.alpha[..., None]], axis=2)
+    return out, (-cv.u_min * px, -cv.v_min * px)
+
+
+def _background(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """Draw a random background: a gradient with blurred shapes (drawn small, scaled up)."""
+    f = 8
+    sw, sh = max(2, width // f), max(2, height // f)
+    c1 = rng.uniform(0.1, 0.95, 3)
+    c2 = np.clip(c1 * rng.uniform(0.5, 1.2, 3) + rng.uniform(-0.2, 0.2, 3), 0, 1)
+    gy = np.linspace(0, 1, sh, dtype=np.float32)[:, None, None]
+    gx = np.linspace(0, 1, sw, dtype=np.float32)[None, :, None]
+    mix = np.clip(gy * rng.uniform(0.2, 1.0) + gx * rng.uniform(-0.5, 0.5), 0, 1)
+    arr = (c1 * (1 - mix) + c2 * mix).astype(np.float32)
+    small = Image.fromarray((arr * 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(small)
+    for _ in range(int(rng.integers(2, 9))):
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        x0, y0 = rng.uniform(-0.2, 1.0) * sw, rng.uniform(-0.2, 1.0) * sh
+        x1, y1 = x0 + rng.uniform(0.05, 0.6) * sw, y0 + rng.uniform(0.05, 0.6) * sh
+        if rng.random() < 0.5:
+            draw.rectangle([x0, y0, x1, y1], fill=colour)
+        else:
+            draw.ellipse([x0, y0, x1, y1], fill=colour)
+    small = small.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.8, 2.5))))
+    return small.resize((width, height), Image.Resampling.BILINEAR)
+
+
+def _draw_torso(img: Image.Image, cx: float, cy: float, s: float, roll: float,
+                colour: tuple[int, int, int], width_scale: float) -> None:
+    """Shoulders and chest below a head centred at (cx, cy) with face half-width s."""
+    c, sn = np.cos(roll), np.sin(roll)
+    far = (img.height * 2 + img.width) / s
+    shoulders = [(np.cos(a) * 2.4 * width_scale, 2.05 - np.sin(a) * 0.65)
+                 for a in np.linspace(np.pi, 0, 13)]
+    pts_uv = [(-2.6 * width_scale, far), *shoulders, (2.6 * width_scale, far)]
+    pts = [(cx + s * (pu * c - pv * sn), cy + s * (pu * sn + pv * c)) for pu, pv in pts_uv]
+    ImageDraw.Draw(img).polygon(pts, fill=colour)
+
+
+def _paste_head(img: Image.Image, head: np.ndarray, centre: tuple[float, float],
+                px: float, cx: float, cy: float, s: float, roll: float,
+                blur: float = 0.0) -> None:
+    """Composite a rendered head onto ``img`` scaled to ``s`` px/unit, rotated, blurred."""
+    # Crop the canvas to what was drawn (less to resample).
+    rows = np.flatnonzero(head[:, :, 3].max(axis=1) > 0)
+    cols = np.flatnonzero(head[:, :, 3].max(axis=0) > 0)
+    if rows.size == 0:
+        return
+    head = head[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    centre = (centre[0] - cols[0], centre[1] - rows[0])
+    hh, hw = head.shape[:2]
+    k = px / s  # canvas pixels per image pixel
+    c, sn = np.cos(roll), np.sin(roll)
+    # Image pixel (x, y) -> canvas (X, Y): rotate by -roll around the face centre, scale.
+    corners = [(-centre[0], -centre[1]), (hw - centre[0], -centre[1]),
+               (-centre[0], hh - centre[1]), (hw - centre[0], hh - centre[1])]
+    xs = [cx + (a * c - b * sn) / k for a, b in corners]
+    ys = [cy + (a * sn + b * c) / k for a, b in corners]
+    x0, y0 = max(0, int(np.floor(min(xs)))), max(0, int(np.floor(min(ys))))
+    x1, y1 = min(img.width, int(np.ceil(max(xs)))), min(img.height, int(np.ceil(max(ys))))
+    if x1 <= x0 or y1 <= y0:
+        return
+    # Inverse affine: canvas = A @ (x - cx, y - cy) * k + centre
+    a_ = c * k
+    b_ = sn * k
+    d_ = -sn * k
+    e_ = c * k
+    ox = x0 - cx
+    oy = y0 - cy
+    coeffs = (a_, b_, a_ * ox + b_ * oy + centre[0], d_, e_, d_ * ox + e_ * oy + centre[1])
+    rgba8 = (np.clip(head, 0, 1) * 255 + 0.5).astype(np.uint8)
+    patch = Image.fromarray(rgba8, "RGBa").transform(
+        (x1 - x0, y1 - y0), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR)
+    if blur > 0:
+        patch = patch.filter(ImageFilter.BoxBlur(blur))
+    patch = patch.convert("RGBA")
+    img.paste(patch, (x0, y0), patch)
+
+
+def _photo_pose(rng: np.random.Generator) -> dict[str, float]:
+    return {
+        "yaw": float(np.clip(rng.normal(0, 0.2), -0.45, 0.45)),
+        "pitch": float(np.clip(rng.normal(0, 0.25), -0.5, 0.5)),
+        "roll": float(np.clip(rng.normal(0, 0.12), -0.35, 0.35)),
+        "light_x": float(rng.uniform(-0.8, 0.8)),
+        "light_y": float(rng.uniform(-0.7, 0.3)),
+        "smile": float(rng.uniform(-0.3, 1.0)),
+        "mouth_open": float(rng.choice([0.0, rng.uniform(0.2, 1.0)], p=[0.75, 0.25])),
+        "eye_open": float(1.0 if rng.random() > 0.03 else 0.1) * float(rng.uniform(0.8, 1.1)),
+        "gaze_u": float(rng.uniform(-1, 1)),
+        "gaze_v": float(rng.uniform(-1, 1)),
+        "brow_raise": float(rng.uniform(-0.5, 1.0)),
+    }
+
+
+def _face_rect(cx: float, cy: float, s: float, roll: float,
+               traits: dict[str, Any]) -> tuple[float, float, float, float]:
+    """Bounding box of the face (brows to chin, cheek to cheek) in image pixels."""
+    c, sn = np.cos(roll), np.sin(roll)
+    fw = traits["face_width"]
+    pts = [(-fw, -0.75), (fw, -0.75), (-fw, traits["face_length"]), (fw, traits["face_length"])]
+    xs = [cx + s * (pu * c - pv * sn) for pu, pv in pts]
+    ys = [cy + s * (pu * sn + pv * c) for pu, pv in pts]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def render_photo(identities: list[Identity], photo: PhotoPlan, seed: int) -> tuple[bytes, str]:
+    """Render one planned photo.
+
+    Args:
+        identities: All identities of the collection (group photos draw others).
+        photo: The plan of the photo (see :func:`plan`).
+        seed: The collection's seed.
+
+    Returns:
+        The JPEG bytes and the labelled face's rect ``"x0,y0,x1,y1"``.
+    """
+    rng = _rng(seed, 5, photo.identity_index, photo.imagenum)
+    width, height = photo.width, photo.height
+    img = _background(rng, width, height)
+    people = [photo.identity_index]
+    if photo.n_faces > 1:
+        people = list(photo.others)
+        people.insert(photo.slot, photo.identity_index)
+    n = len(people)
+    side = min(width, height)
+    rect = (0.0, 0.0, 0.0, 0.0)
+    if n == 1:
+        face_w = side * rng.uniform(0.2, 0.42)  # full face width in px
+        s = face_w / 2
+        cx = rng.uniform(0.5 - 0.18, 0.5 + 0.18) * width
+        cy = rng.uniform(0.36, 0.55) * height
+        cy = float(np.clip(cy, 1.6 * s, height - 1.6 * s)) if height > 3.2 * s else height / 2
+        cx = float(np.clip(cx, 1.4 * s, width - 1.4 * s)) if width > 2.8 * s else width / 2
+        slots = [(cx, cy, s)]
+    else:
+        cell = width / n
+        base = min(cell * rng.uniform(0.4, 0.55), height * 0.32)
+        slots = []
+        for k in range(n):
+            s = base / 2 * rng.uniform(0.9, 1.1)
+            cx = (k + 0.5) * cell + rng.uniform(-0.08, 0.08) * cell
+            cy = height * rng.uniform(0.35, 0.5)
+            slots.append((cx, cy, s))
+    # Torsos first (behind every head), then heads.
+    poses = [_photo_pose(rng) for _ in people]
+    for (cx, cy, s), pose in zip(slots, poses, strict=True):
+        colour = tuple(int(c) for c in rng.integers(10, 240, 3))
+        _draw_torso(img, cx, cy, s, pose["roll"], colour, float(rng.uniform(0.9, 1.15)))
+    # Focus / motion blur (the same for every face of a photo).
+    blur = float(rng.choice([0.0, rng.uniform(0.3, 1.0)], p=[0.4, 0.6])) * min(
+        width, height) / 400
+    for person, (cx, cy, s), pose in zip(people, slots, poses, strict=True):
+        traits = identities[person].traits
+        px = float(min(s, 34.0))
+        head, centre = _render_head(traits, pose, px, rng)
+        _paste_head(img, head, centre, px, cx, cy, s, pose["roll"], blur)
+        if person == photo.identity_index:
+            rect = _face_rect(cx, cy, s, pose["roll"], traits)
+
+    # Global photographic variation: colour cast, exposure, blur, noise, JPEG quality.
+    # Auto exposure: like a camera metering on the faces, dark skin gets more exposure.
+    lum = np.mean([np.dot(identities[i].traits["skin"], [0.3, 0.59, 0.11]) for i in people])
+    exposure = float(np.clip((0.55 / lum) ** 0.75, 1.0, 1.8))
+    cast = rng.uniform(0.88, 1.12, 3) * rng.uniform(0.8, 1.15) * exposure
+    ramp = np.arange(256, dtype=np.float32)
+    lut = np.concatenate([np.clip(ramp * c, 0, 255) for c in cast]).astype(np.uint8)
+    img = img.point(lut.tolist())
+    if rng.random() < 0.5:  # sensor noise
+        arr = np.asarray(img, dtype=np.int16) + rng.integers(-6, 7, (height, width, 1),
+                                                             dtype=np.int16)
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=int(rng.integers(55, 96)))
+    x0, y0, x1, y1 = rect
+    rect_s = ",".join(str(int(round(val))) for val in (
+        max(0.0, x0), max(0.0, y0), min(float(width - 1), x1), min(float(height - 1), y1)))
+    return buf.getvalue(), rect_s
+
+
+# --------------------------------------------------------------------------------------
+# Generation
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(identities: list[Identity], seed: int, out_dir: str) -> None:
+    _WORKER.update(identities=identities, seed=seed, out_dir=out_dir)
+
+
+def _work(photos: list[PhotoPlan]) -> list[dict[str, Any]]:
+    identities = _WORKER["identities"]
+    seed = _WORKER["seed"]
+    out_dir = Path(_WORKER["out_dir"])
+    rows = []
+    for photo in photos:
+        ident = identities[photo.identity_index]
+        data, rect = render_photo(identities, photo, seed)
+        rel = _photo_path(ident, photo.imagenum)
+        atomic_write_bytes(out_dir / rel, data)
+        rows.append({"person": ident.person, "imagenum": photo.imagenum, "path": rel,
+                     "width": photo.width, "height": photo.height, "rect": rect,
+                     "n_faces": photo.n_faces, "md5": hashlib.md5(data).hexdigest(),
+                     "_order": (photo.identity_index, photo.imagenum)})
+    return rows
+
+
+def generate(out_dir: str | os.PathLike[str], scale: str = "full", seed: int = 0,
+             progress: bool = True, workers: int | None = None) -> pd.DataFrame:
+    """Generate the demo photo collection into ``out_dir``.
+
+    Args:
+        out_dir: Destination folder (created if needed).  Existing photos are overwritten.
+        scale: ``"small"`` (~8 identities, 20-60 photos each, for tests) or ``"full"``
+            (52 identities, 50-250 photos each, about 6,000 photos).
+        seed: Random seed; the same seed gives byte-identical photos.
+        progress: Show a progress bar.
+        workers: Processes to render with (default: the number of CPUs, at most 8).
+
+    Returns:
+        The ``photos.csv`` table: ``person``, ``imagenum``, ``path`` (relative to
+        ``out_dir``), ``width``, ``height``, ``rect``, ``n_faces``, ``md5``.
+    """
+    from tqdm.auto import tqdm
+
+    _check_scale(scale)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    identities, photos = _plan_photos(scale, seed)
+    chunks = [photos[i:i + 16] for i in range(0, len(photos), 16)]
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8)
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(total=len(photos), desc=f"demo photos ({scale})", unit="photo",
+               disable=not progress)
+    if workers <= 1 or len(chunks) < 2:
+        _init_worker(identities, seed, str(out))
+        for chunk in chunks:
+            rows.extend(_work(chunk))
+            bar.update(len(chunk))
+    else:
+        import multiprocessing
+
+        # fork is fastest; spawn where fork is unsafe (macOS, or TensorFlow's threads loaded).
+        fork_ok = sys.platform.startswith("linux") and "tensorflow" not in sys.modules
+        ctx = multiprocessing.get_context("fork" if fork_ok else "spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(identities, seed, str(out))) as pool:
+            for chunk_rows in pool.map(_work, chunks):
+                rows.extend(chunk_rows)
+                bar.update(len(chunk_rows))
+    bar.close()
+    df = pd.DataFrame(rows).sort_values("_order").drop(columns="_order")
+    df = df.reset_index(drop=True)[list(PHOTO_COLUMNS)]
+    atomic_write_bytes(out / PHOTOS_CSV, df.to_csv(index=False).encode("utf-8"))
+    counts = df.groupby("person").size()
+    ident_df = pd.DataFrame([{
+        "identity": i.identity, "person": i.person, "photos": int(counts.get(i.person, 0)),
+        "lookalike_of": i.lookalike_of, "traits": json.dumps(_traits_summary(i.traits),
+                                                             ensure_ascii=False),
+    } for i in identities])
+    atomic_write_bytes(out / IDENTITIES_CSV, ident_df.to_csv(index=False).encode("utf-8"))
+    return df
+
+
+def _traits_summary(traits: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in traits.items():
+        if isinstance(value, float):
+            out[key] = round(value, 3)
+        elif isinstance(value, list):
+            out[key] = [round(float(c), 3) for c in value]
+        else:
+            out[key] = value
+    return out
+
+
+def read_photos(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read ``photos.csv`` of a generated collection."""
+    path = Path(out_dir) / PHOTOS_CSV
+    if not path.exists():
+        raise FileNotFoundError(f"no {PHOTOS_CSV} in {out_dir}: run 'facelab demo-data "
+                                f"{out_dir}' first")
+    return pd.read_csv(path, keep_default_na=False, dtype={"person": str, "rect": str})
+
+
+def read_identities(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read ``identities.csv`` of a generated collection."""
+    path = Path(out_dir) / IDENTITIES_CSV
+    if not path.exists():
+        raise FileNotFoundError(f"no {IDENTITIES_CSV} in {out_dir}: run 'facelab demo-data "
+                                f"{out_dir}' first")
+    return pd.read_csv(path, keep_default_na=False, dtype=str)
+
+
+def portraits(out_dir: str | os.PathLike[str], size: int = 96,
+              margin: float = 0.35) -> list[tuple[str, Image.Image]]:
+    """Cut one face per identity (its first single-face photo) for a grid of identities.
+
+    Args:
+        out_dir: A generated collection.
+        size: Side of each square portrait in pixels.
+        margin: Extra room around the labelled rect, as a share of its size.
+
+    Returns:
+        ``(person, image)`` pairs in the order of ``identities.csv``.
+    """
+    photos = read_photos(out_dir)
+    single = photos[photos["n_faces"] == 1].drop_duplicates("person").set_index("person")
+    out = []
+    for person in read_identities(out_dir)["person"]:
+        if person not in single.index:
+            continue
+        row = single.loc[person]
+        x0, y0, x1, y1 = (int(v) for v in str(row["rect"]).split(","))
+        half = max(x1 - x0, y1 - y0) * (0.5 + margin)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        with Image.open(Path(out_dir) / str(row["path"])) as img:
+            crop = img.convert("RGB").crop((int(cx - half), int(cy - half),
+                                            int(cx + half), int(cy + half)))
+        out.append((person, crop.resize((size, size), Image.Resampling.BILINEAR)))
+    return out
+
+
+def plot_identities(out_dir: str | os.PathLike[str], cols: int = 8, size: int = 96) -> Any:
+    """Draw a grid of the identities (one portrait each, name and photo count).
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    items = portraits(out_dir, size)
+    counts = read_photos(out_dir).groupby("person").size()
+    rows = max(1, -(-len(items) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.9), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (person, img) in zip(axes.ravel(), items, strict=False):
+        ax.imshow(img)
+        ax.set_title(f"{person}\n{counts.get(person, 0)} photos", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``facelab demo-data``."""
+    parser.add_argument("dir", help="folder to write photos/, photos.csv and identities.csv to")
+    parser.add_argument("--scale", choices=SCALES, default="full",
+                        help="full: 52 identities, ~6,000 photos (default); small: 8 identities")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes to render with (default: number of CPUs)")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run ``facelab demo-data``."""
+    start = time.perf_counter()
+    df = generate(args.dir, scale=args.scale, seed=args.seed, workers=args.workers)
+    print(f"wrote {len(df)} photos of {df['person'].nunique()} identities to "
+          f"{Path(args.dir) / 'photos'} in {time.perf_counter() - start:.1f} s "
+          f"({Path(args.dir) / PHOTOS_CSV}, {Path(args.dir) / IDENTITIES_CSV})")
+    return 0
+
+
+__all__ = ["Identity", "PhotoPlan", "add_arguments", "generate", "make_identities",
+           "plan", "plot_identities", "portraits", "read_identities", "read_photos",
+           "render_photo", "run_cli"]
