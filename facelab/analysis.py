@@ -1,0 +1,389 @@
+"""Bias analysis: where the model is wrong, and whether one class swallows the others.
+
+The blog post's first model answered "Brad Pitt" for more than 90% of its inputs.  This
+module makes that symptom visible and testable:
+
+* :func:`predict_split` - predictions on a val/test split (optionally averaged with the
+  horizontally flipped images), one row per face;
+* :func:`confusion` / :func:`plot_confusion` - counts or row-normalised, readable with
+  40+ class names;
+* :func:`share_table` / :func:`plot_shares` - predicted-class share vs true share;
+* :func:`per_class_table` - precision, recall, F1, support per class;
+* :func:`confused_pairs` - the most confused (true, predicted) pairs;
+* :func:`plot_misclassified` - a grid of misclassified faces;
+* :func:`dominant_class_alarm` - fires when a class is predicted more than ``threshold``
+  times as often as it occurs (the "90% Brad Pitt" symptom);
+* :func:`summarise` - the numbers ``facelab fit`` writes to ``metrics.json``.
+
+TensorFlow is imported inside the functions that need it only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from facelab.labels import LabelMap
+
+DEFAULT_THRESHOLD = 1.5
+
+
+def predict_probs(model: Any, images: Any, *, flip_average: bool = True,
+                  batch_size: int = 128) -> np.ndarray:
+    """Class probabilities for images (an array, or a dataset of (images, labels) batches).
+
+    Args:
+        model: A Keras model with a softmax output.
+        images: float32 [N, H, W, 3] in [0, 255], or a ``tf.data.Dataset`` of batches.
+        flip_average: Average with the horizontally flipped images (test-time
+            augmentation; faces are left/right symmetric).
+        batch_size: Batch size for arrays.
+
+    Returns:
+        [N, K] probabilities.
+    """
+    if hasattr(images, "element_spec"):
+        out = [predict_probs(model, np.asarray(batch[0] if isinstance(batch, tuple) else batch),
+                             flip_average=flip_average, batch_size=batch_size)
+               for batch in images]
+        return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]))
+    x = np.asarray(images, dtype=np.float32)
+    probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    if flip_average:
+        probs = (probs + np.asarray(model.predict(x[:, :, ::-1], batch_size=batch_size,
+                                                  verbose=0))) / 2.0
+    return probs
+
+
+def predict_split(model: Any, manifest: pd.DataFrame, split: str, label_map: LabelMap, *,
+                  image_size: int, batch_size: int = 128,
+                  flip_average: bool = True) -> pd.DataFrame:
+    """Predict every face of one split (in manifest order).
+
+    Args:
+        model: The trained model.
+        manifest: Manifest with absolute ``path``, ``person`` and ``split``.
+        split: ``val`` or ``test`` (or ``train``, read without shuffling/augmentation).
+        label_map: The map the model was trained with.
+        image_size: The model's input size.
+        batch_size: Batch size.
+        flip_average: Test-time flip averaging.
+
+    Returns:
+        One row per face: ``path``, ``person``, ``true`` and ``pred`` (ids),
+        ``predicted`` (name), ``confidence``, ``correct``.
+    """
+    from facelab.pipeline import make_dataset
+
+    rows = manifest[manifest["split"] == split].reset_index(drop=True)
+    if rows.empty:
+        raise ValueError(f"split {split!r} has no rows")
+    view = rows.assign(split="val")      # read like val: manifest order, no augmentation
+    ds = make_dataset(view, "val", image_size=image_size, batch_size=batch_size,
+                      labels=label_map)
+    probs = predict_probs(model, ds, flip_average=flip_average, batch_size=batch_size)
+    pred = probs.argmax(axis=1)
+    true = label_map.encode(rows["person"].tolist())
+    return pd.DataFrame({"path": rows["path"], "person": rows["person"], "true": true,
+                         "pred": pred, "predicted": [label_map.names[i] for i in pred],
+                         "confidence": probs.max(axis=1), "correct": pred == true})
+
+
+def confusion(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int,
+              normalize: bool = False) -> np.ndarray:
+    """Confusion matrix: rows = true class, columns = predicted class.
+
+    Args:
+        y_true: True ids.
+        y_pred: Predicted ids.
+        num_classes: K.
+        normalize: Divide each row by its total (rows with no example stay 0).
+    """
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)), 1)
+    if not normalize:
+        return cm
+    totals = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, totals, out=np.zeros(cm.shape), where=totals > 0)
+
+
+def plot_confusion(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str], *,
+                   normalize: bool = True, title: str = "", max_label: int = 22) -> Figure:
+    """Draw the confusion matrix, readable with 40+ classes.
+
+    The figure grows with the number of classes, tick labels are shortened to
+    ``max_label`` characters, and counts are written in the cells only when K <= 15.
+
+    Args:
+        y_true: True ids.
+        y_pred: Predicted ids.
+        names: Class names in id order.
+        normalize: Row-normalised (recall on the diagonal) instead of counts.
+        title: Figure title.
+        max_label: Longest tick label.
+    """
+    import matplotlib.pyplot as plt
+
+    k = len(names)
+    cm = confusion(y_true, y_pred, k, normalize=normalize)
+    side = float(np.clip(0.22 * k + 2.5, 5, 16))
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    image = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1 if normalize else max(cm.max(), 1))
+    labels = [n if len(n) <= max_label else n[: max_label - 1] + "…" for n in names]
+    fontsize = 9 if k <= 15 else (7 if k <= 30 else 6)
+    ax.set_xticks(range(k), labels, rotation=90, fontsize=fontsize)
+    ax.set_yticks(range(k), labels, fontsize=fontsize)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if k <= 15:
+        for i in range(k):
+            for j in range(k):
+                if cm[i, j]:
+                    text = f"{cm[i, j]:.2f}" if normalize else str(int(cm[i, j]))
+                    ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                            color="white" if cm[i, j] > cm.max() / 2 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04,
+                 label="share of the true class" if normalize else "count")
+    ax.set_title(title or ("confusion matrix (row-normalised)" if normalize
+                           else "confusion matrix (counts)"))
+    fig.tight_layout()
+    return fig
+
+
+def share_table(y_true: Sequence[int], y_pred: Sequence[int],
+                names: Sequence[str]) -> pd.DataFrame:
+    """Predicted-class share vs true share per class.
+
+    Returns:
+        Indexed by name: ``true_share``, ``predicted_share``, ``ratio`` (predicted /
+        true; inf when a class that never occurs is predicted), sorted by ratio.
+    """
+    k = len(names)
+    n = max(len(y_true), 1)
+    true = np.bincount(np.asarray(y_true, dtype=int), minlength=k)[:k] / n
+    pred = np.bincount(np.asarray(y_pred, dtype=int), minlength=k)[:k] / max(len(y_pred), 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(true > 0, pred / np.where(true > 0, true, 1),
+                         np.where(pred > 0, np.inf, 1.0))
+    table = pd.DataFrame({"true_share": true, "predicted_share": pred, "ratio": ratio},
+                         index=pd.Index(list(names), name="class"))
+    return table.sort_values("ratio", ascending=False, kind="stable")
+
+
+def plot_shares(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str], *,
+                title: str = "", ax: Any = None, threshold: float = DEFAULT_THRESHOLD
+                ) -> Figure:
+    """Bar chart of the predicted share per class against its true share.
+
+    One dominating class (the post's "Brad Pitt") shows as one tall bar; a healthy model
+    is flat and follows the true shares.  Classes over the alarm threshold are red.
+
+    Args:
+        y_true: True ids.
+        y_pred: Predicted ids.
+        names: Class names in id order.
+        title: Axis title.
+        ax: Draw into this axis (default: a new figure).
+        threshold: The alarm threshold (predicted / true share) to mark.
+    """
+    import matplotlib.pyplot as plt
+
+    table = share_table(y_true, y_pred, names).loc[list(names)]
+    k = len(names)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * k + 2), 3.8))
+    else:
+        fig = ax.figure
+    x = np.arange(k)
+    colours = ["tab:red" if r > threshold else "tab:blue" for r in table["ratio"]]
+    ax.bar(x, table["predicted_share"], color=colours, label="predicted share")
+    ax.step(np.append(x, k) - 0.5, np.append(table["true_share"], table["true_share"].iloc[-1]),
+            where="post", color="k", lw=1.2, label="true share")
+    ax.set_xticks(x, [n[:14] for n in names], rotation=90, fontsize=7 if k > 20 else 8)
+    ax.set_ylabel("share of predictions")
+    ax.set_ylim(0, max(float(table["predicted_share"].max()), float(table["true_share"].max()))
+                * 1.1 + 1e-9)
+    ax.set_title(title or "predicted vs true class share")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_table(y_true: Sequence[int], y_pred: Sequence[int],
+                    names: Sequence[str]) -> pd.DataFrame:
+    """Precision, recall, F1, support and predicted count per class (worst recall first)."""
+    k = len(names)
+    cm = confusion(y_true, y_pred, k)
+    tp = np.diag(cm).astype(float)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
+        recall = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
+        f1 = np.where(precision + recall > 0,
+                      2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    table = pd.DataFrame({"precision": precision, "recall": recall, "f1": f1,
+                          "support": support, "predicted": predicted},
+                         index=pd.Index(list(names), name="class"))
+    return table.sort_values(["recall", "f1"], kind="stable")
+
+
+def confused_pairs(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str],
+                   top: int = 10) -> pd.DataFrame:
+    """List the most frequent (true, predicted) mistakes.
+
+    Returns:
+        Columns ``true``, ``predicted``, ``count``, ``share_of_true`` (the share of the
+        true class's examples that went to that prediction), most frequent first.
+    """
+    k = len(names)
+    cm = confusion(y_true, y_pred, k)
+    support = cm.sum(axis=1)
+    rows = [{"true": names[i], "predicted": names[j], "count": int(cm[i, j]),
+             "share_of_true": cm[i, j] / support[i]}
+            for i in range(k) for j in range(k) if i != j and cm[i, j] > 0]
+    table = pd.DataFrame(rows, columns=["true", "predicted", "count", "share_of_true"])
+    return table.sort_values(["count", "share_of_true"], ascending=False,
+                             kind="stable").head(top).reset_index(drop=True)
+
+
+def plot_misclassified(predictions: pd.DataFrame, n: int = 24, ncols: int = 8,
+                       seed: int = 0) -> Figure:
+    """Draw a grid of misclassified faces titled "true -> predicted (confidence)".
+
+    Args:
+        predictions: :func:`predict_split`'s table (needs ``path``).
+        n: Faces to show (a seeded sample when there are more mistakes).
+        ncols: Columns of the grid.
+        seed: Seed of the sample.
+    """
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    wrong = predictions[~predictions["correct"]]
+    if len(wrong) > n:
+        wrong = wrong.sample(n, random_state=seed)
+    nrows = max(1, -(-len(wrong) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 2.2 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, wrong.itertuples(index=False), strict=False):
+        with Image.open(row.path) as img:
+            ax.imshow(np.asarray(img.convert("RGB")))
+        ax.set_title(f"{row.person[:13]}\n-> {row.predicted[:13]} ({row.confidence:.2f})",
+                     fontsize=7)
+    if wrong.empty:
+        axes.flat[0].text(0.5, 0.5, "no misclassified face", ha="center", va="center")
+    fig.suptitle(f"misclassified faces ({int((~predictions['correct']).sum())} of "
+                 f"{len(predictions)})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+@dataclass
+class Alarm:
+    """Result of :func:`dominant_class_alarm`.
+
+    Attributes:
+        fired: True when some class's predicted share exceeds ``threshold`` x its true
+            share.
+        threshold: The threshold used.
+        worst_class: The class with the largest predicted / true share ratio.
+        ratio: That ratio.
+        predicted_share: Its share of the predictions.
+        true_share: Its share of the examples.
+        offenders: Every class over the threshold.
+        message: A one-line human-readable verdict.
+    """
+
+    fired: bool
+    threshold: float
+    worst_class: str
+    ratio: float
+    predicted_share: float
+    true_share: float
+    offenders: list[str]
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        data = asdict(self)
+        data["ratio"] = float(data["ratio"]) if np.isfinite(data["ratio"]) else "inf"
+        return data
+
+
+def dominant_class_alarm(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str],
+                         threshold: float = DEFAULT_THRESHOLD,
+                         min_count: int = 3) -> Alarm:
+    """Check whether one class is predicted far more often than it occurs.
+
+    Args:
+        y_true: True ids (the reference shares).
+        y_pred: Predicted ids.
+        names: Class names in id order.
+        threshold: Fire when predicted share > ``threshold`` x true share (1.5 = 50% more
+            often than it occurs; the post's "Brad Pitt" was about 40x).
+        min_count: Ignore classes predicted fewer than this many times (tiny splits make
+            ratios noisy).
+
+    Returns:
+        An :class:`Alarm`.
+
+    Raises:
+        ValueError: For a threshold <= 1 or no predictions.
+    """
+    if threshold <= 1:
+        raise ValueError(f"threshold={threshold} must be > 1 (predicted / true share)")
+    if len(y_pred) == 0:
+        raise ValueError("no predictions to check")
+    table = share_table(y_true, y_pred, names)
+    counts = table["predicted_share"] * len(y_pred)
+    eligible = table[counts >= min_count - 1e-9]
+    if eligible.empty:
+        eligible = table
+    worst = eligible.index[0]
+    row = eligible.loc[worst]
+    offenders = [str(c) for c in eligible.index[eligible["ratio"] > threshold]]
+    fired = bool(offenders)
+    if fired:
+        message = (f"ALARM: {worst!r} is predicted for {row['predicted_share']:.0%} of inputs "
+                   f"but is {row['true_share']:.0%} of them ({row['ratio']:.1f}x > "
+                   f"{threshold}x); {len(offenders)} class(es) over the threshold")
+    else:
+        message = (f"ok: no class predicted more than {threshold}x its true share (worst: "
+                   f"{worst!r}, {row['ratio']:.2f}x)")
+    return Alarm(fired, float(threshold), str(worst), float(row["ratio"]),
+                 float(row["predicted_share"]), float(row["true_share"]), offenders, message)
+
+
+def summarise(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str],
+              threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+    """Compute the metrics ``facelab fit`` writes to ``metrics.json``.
+
+    Returns:
+        ``accuracy``, ``balanced_accuracy`` (mean per-class recall), ``macro_f1``,
+        ``n``, ``per_class_recall``, ``predicted_share``, ``true_share``,
+        ``max_share_ratio`` and ``alarm`` (:class:`Alarm` as a dict).
+    """
+    y_true = np.asarray(y_true, dtype=int)
+    y_pred = np.asarray(y_pred, dtype=int)
+    table = per_class_table(y_true, y_pred, names).loc[list(names)]
+    present = table["support"] > 0
+    shares = share_table(y_true, y_pred, names).loc[list(names)]
+    alarm = dominant_class_alarm(y_true, y_pred, names, threshold)
+    return {"n": int(len(y_true)),
+            "accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
+            "balanced_accuracy": float(table.loc[present, "recall"].mean()),
+            "macro_f1": float(table.loc[present, "f1"].mean()),
+            "per_class_recall": {k: float(v) for k, v in table["recall"].items()},
+            "predicted_share": {k: float(v) for k, v in shares["predicted_share"].items()},
+            "true_share": {k: float(v) for k, v in shares["true_share"].items()},
+            "max_share_ratio": float(shares.loc[shares["true_share"] > 0, "ratio"].max()),
+            "alarm": alarm.to_dict()}

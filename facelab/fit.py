@@ -1,0 +1,342 @@
+"""``facelab fit``: the whole recipe on a folder of face crops, start to finish.
+
+labels -> split (made once) -> balanced, shuffled tf.data pipeline -> augmentation inside
+the model -> from-scratch CNN trained with backup/restore -> bias analysis.  Writes, in
+``OUT``:
+
+* ``model.keras`` (best validation checkpoint; takes float32 RGB [0, 255] images of
+  ``image_size``), ``labels.json``, ``manifest.csv`` (with ``label`` and ``split``);
+* ``metrics.json``: accuracy, balanced accuracy, macro-F1, per-class recall, predicted
+  and true shares, the dominant-class alarm, on the test split (the val split when there
+  is no test split), plus the val figures, the recipe and the training time/device;
+* ``predictions.csv``, ``per_class.csv`` and the figures ``learning_curves.png``,
+  ``confusion.png`` (row-normalised), ``confusion_counts.png``, ``shares.png``,
+  ``misclassified.png``;
+* the training run's files (``backup/`` while running, ``history.csv/json``,
+  ``train_state.json``, ``best.keras``): run the same command again after an
+  interruption and it continues.
+
+The recipe (:class:`Recipe`) is the default; ``naive=True`` replays the blog post's
+pipeline (imbalanced, class-ordered, no augmentation) for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from facelab.manifest import atomic_write_bytes
+
+METRICS_NAME = "metrics.json"
+FIGURES = ("learning_curves.png", "confusion.png", "confusion_counts.png", "shares.png",
+           "misclassified.png")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The training recipe (defaults = facelab's, tuned on a validation split only).
+
+    Attributes:
+        epochs: Training epochs.
+        image_size: Square input size (crops are resized to it).
+        batch_size: Batch size.
+        balance: ``facelab.pipeline.make_dataset`` balance mode (``sample``: uniform class
+            draws).
+        shuffle: Shuffle the training files (``False`` = class-ordered, the post's bug).
+        augment: Augmentation layers inside the model.
+        peak_lr: Peak AdamW learning rate (linear warm-up, cosine decay).
+        warmup_epochs: Warm-up length.
+        weight_decay: AdamW weight decay.
+        label_smoothing: Cross-entropy label smoothing.
+        dropout: Dropout before the softmax layer.
+        widths: CNN stage widths.
+        blocks: Conv layers per stage.
+        arch: ``cnn`` or a ``facelab.model.BACKBONES`` name.
+        weights: Backbone weights (``None`` offline, ``"imagenet"`` online).
+        patience: Early-stopping patience (``None``: off).
+        flip_average: Test-time averaging with flipped faces.
+        seed: Seed of training (shuffles, draws, initialisation).
+    """
+
+    epochs: int = 30
+    image_size: int = 64
+    batch_size: int = 64
+    balance: str = "sample"
+    shuffle: bool = True
+    augment: bool = True
+    peak_lr: float = 3e-3
+    warmup_epochs: int = 2
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    dropout: float = 0.3
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    blocks: tuple[int, ...] = (1, 2, 2, 1)
+    arch: str = "cnn"
+    weights: str | None = None
+    patience: int | None = None
+    flip_average: bool = True
+    seed: int = 0
+
+    @classmethod
+    def naive(cls, **overrides: Any) -> Recipe:
+        """Return the blog post's pipeline.
+
+        Imbalanced, class-ordered, no augmentation, plain cross-entropy, no test-time flip;
+        ``overrides`` replace fields.
+        """
+        base = cls(balance="none", shuffle=False, augment=False, label_smoothing=0.0,
+                   flip_average=False)
+        return replace(base, **overrides)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained model, its labels and split, the metrics."""
+
+    model: Any
+    label_map: Any
+    manifest: pd.DataFrame
+    metrics: dict[str, Any]
+    predictions: pd.DataFrame
+    train: Any
+    out_dir: Path
+    figures: dict[str, Path] = field(default_factory=dict)
+
+
+def prepare(source: str | Path | pd.DataFrame, *, fractions: Any = (0.7, 0.15, 0.15),
+            split_seed: int = 0) -> tuple[pd.DataFrame, Any]:
+    """Load faces, make integer labels and the split (kept when the source has one).
+
+    Args:
+        source: A split stage folder (``workdir/split``: its split and labels.json are
+            reused), a face-stage folder with ``manifest.csv`` (``workdir/faces``), a
+            folder of crops per person, or a DataFrame (with ``person``, absolute
+            ``path`` and optionally ``split``).
+        fractions: Split fractions when a split has to be made (train, val, test).
+        split_seed: Seed of that split.
+
+    Returns:
+        The manifest (absolute paths, ``label``, ``split``) and the label map.
+    """
+    from facelab.labels import LABELS_NAME, LabelMap, add_labels, load_faces
+    from facelab.split import stratified_split
+
+    faces = load_faces(source)
+    label_map = None
+    if not isinstance(source, pd.DataFrame) and (Path(source) / LABELS_NAME).is_file():
+        label_map = LabelMap.load(source)
+    df, label_map = add_labels(faces, label_map)
+    if "split" not in df.columns or df["split"].isna().any() or (df["split"] == "").any():
+        df = stratified_split(df, fractions, seed=split_seed)
+    return df, label_map
+
+
+def fit(source: str | Path | pd.DataFrame, out_dir: str | Path, recipe: Recipe | None = None,
+        *, fractions: Any = (0.7, 0.15, 0.15), split_seed: int = 0,
+        threshold: float = 1.5, interrupt_after_batches: int | None = None,
+        verbose: int | str = 2, retrain: bool = False, **overrides: Any) -> FitResult:
+    """Run the whole recipe and write model, labels, manifest, metrics and figures.
+
+    Args:
+        source: See :func:`prepare`.
+        out_dir: Output folder (created); running again resumes or reuses a finished run.
+        recipe: The recipe (default :class:`Recipe`); keyword ``overrides`` replace its
+            fields (e.g. ``epochs=2``).
+        fractions: Split fractions when the source has no split.
+        split_seed: Seed of that split.
+        threshold: Dominant-class alarm threshold (predicted / true share).
+        interrupt_after_batches: Simulate an interruption (see :func:`facelab.train.train`);
+            the result then has no metrics and ``train.interrupted`` is True.
+        verbose: Keras verbosity (2 = one line per epoch).
+        retrain: Start the training over even when ``out_dir`` holds a run.
+        **overrides: :class:`Recipe` fields to replace.
+
+    Returns:
+        A :class:`FitResult`.
+    """
+    from facelab import analysis, pipeline
+    from facelab import model as model_lib
+    from facelab import train as train_lib
+    from facelab.labels import relative_to
+    from facelab.manifest import write_manifest
+
+    recipe = replace(recipe or Recipe(), **overrides)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    df, label_map = prepare(source, fractions=fractions, split_seed=split_seed)
+    splits = set(df["split"])
+    if "train" not in splits or "val" not in splits:
+        raise ValueError(f"the split has {sorted(splits)}; fit needs train and val "
+                         "(and uses test for the final figures when present)")
+    written = df.copy()
+    written["path"] = relative_to(written["path"].tolist(), out)
+    for column, default in (("status", "ok"), ("reason", "")):
+        if column not in written.columns:
+            written[column] = default
+    write_manifest(written, out)
+    label_map.save(out)
+
+    k = len(label_map)
+    n_train = int((df["split"] == "train").sum())
+    steps = max(1, math.ceil(n_train / recipe.batch_size))
+    train_ds = pipeline.make_dataset(df, "train", image_size=recipe.image_size,
+                                     batch_size=recipe.batch_size, balance=recipe.balance,
+                                     augment=False, seed=recipe.seed, shuffle=recipe.shuffle,
+                                     labels=label_map, cache=True)
+    cardinality = int(train_ds.cardinality())
+    if cardinality > 0:     # undersample/oversample change the batches per epoch
+        steps = cardinality
+    val_ds = pipeline.make_dataset(df, "val", image_size=recipe.image_size,
+                                   batch_size=max(recipe.batch_size, 128), labels=label_map,
+                                   cache=True)
+    class_weight = None
+    if recipe.balance == "weights":
+        from facelab.balance import class_weights
+
+        class_weight = class_weights(df[df["split"] == "train"], label_map)
+
+    def make() -> Any:
+        augmentation = None
+        if recipe.augment:
+            from facelab.augment import fused_augmentation
+
+            augmentation = fused_augmentation(seed=recipe.seed)
+        extra: dict[str, Any] = {"dropout": recipe.dropout}
+        if recipe.arch == "cnn":
+            extra.update(widths=recipe.widths, blocks=recipe.blocks, seed=recipe.seed)
+        net = model_lib.build_model(k, recipe.image_size, arch=recipe.arch,
+                                    weights=recipe.weights, augmentation=augmentation, **extra)
+        return model_lib.compile_model(net, recipe.epochs * steps, peak_lr=recipe.peak_lr,
+                                       warmup_steps=recipe.warmup_epochs * steps,
+                                       weight_decay=recipe.weight_decay,
+                                       label_smoothing=recipe.label_smoothing)
+
+    run = train_lib.train(make, train_ds, val_ds, out, epochs=recipe.epochs,
+                          class_weight=class_weight, patience=recipe.patience,
+                          seed=recipe.seed, interrupt_after_batches=interrupt_after_batches,
+                          backup_every=max(1, min(20, steps // 2)),
+                          verbose=verbose, retrain=retrain)
+    if run.interrupted:
+        return FitResult(run.model, label_map, df, {}, pd.DataFrame(), run, out)
+
+    figures: dict[str, Path] = {}
+    eval_split = "test" if "test" in splits else "val"
+    preds = analysis.predict_split(run.model, df, eval_split, label_map,
+                                   image_size=recipe.image_size,
+                                   flip_average=recipe.flip_average)
+    val_preds = preds if eval_split == "val" else analysis.predict_split(
+        run.model, df, "val", label_map, image_size=recipe.image_size,
+        flip_average=recipe.flip_average)
+    names = list(label_map.names)
+    metrics = analysis.summarise(preds["true"], preds["pred"], names, threshold)
+    val_metrics = analysis.summarise(val_preds["true"], val_preds["pred"], names, threshold)
+    metrics = {"split": eval_split, **metrics,
+               "val": {key: val_metrics[key] for key in
+                       ("n", "accuracy", "balanced_accuracy", "macro_f1", "max_share_ratio")},
+               "num_classes": k, "train_rows": n_train,
+               "training_seconds_total": _training_seconds(run),
+               "best_epoch": run.best_epoch, "epochs": recipe.epochs,
+               "device": train_lib.device_summary(), "strategy": run.strategy,
+               "recipe": asdict(recipe)}
+    atomic_write_bytes(out / METRICS_NAME,
+                       (json.dumps(metrics, indent=2, ensure_ascii=False, default=str)
+                        + "\n").encode("utf-8"))
+    rel = preds.assign(path=relative_to(preds["path"].tolist(), out))
+    atomic_write_bytes(out / "predictions.csv", rel.to_csv(index=False).encode("utf-8"))
+    table = analysis.per_class_table(preds["true"], preds["pred"], names)
+    atomic_write_bytes(out / "per_class.csv", table.to_csv().encode("utf-8"))
+
+    import matplotlib.pyplot as plt
+
+    resumed = [r["started_at_epoch"] for r in run.runs[1:]]
+    made = {"learning_curves.png": train_lib.plot_history(run.history, resumed_at=resumed),
+            "confusion.png": analysis.plot_confusion(preds["true"], preds["pred"], names,
+                                                     title=f"{eval_split}: row-normalised"),
+            "confusion_counts.png": analysis.plot_confusion(
+                preds["true"], preds["pred"], names, normalize=False,
+                title=f"{eval_split}: counts"),
+            "shares.png": analysis.plot_shares(preds["true"], preds["pred"], names,
+                                               threshold=threshold,
+                                               title=f"{eval_split}: predicted vs true share"),
+            "misclassified.png": analysis.plot_misclassified(preds)}
+    for name, figure in made.items():
+        figure.savefig(out / name, dpi=90)
+        plt.close(figure)
+        figures[name] = out / name
+    return FitResult(run.model, label_map, df, metrics, preds, run, out, figures)
+
+
+def _training_seconds(run: Any) -> float:
+    """Total training time over all runs that ended (a killed run's time is unknown)."""
+    state_path = Path(run.out_dir) / "train_state.json"
+    total = 0.0
+    if state_path.is_file():
+        total = float(json.loads(state_path.read_text()).get("seconds", 0.0))
+    return total or float(run.seconds)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``facelab fit``."""
+    d = Recipe()
+    parser.add_argument("source", help="folder of face crops per person (ROOT/<name>/*.jpg), "
+                        "a face-stage folder (workdir/faces) or a split folder (workdir/split)")
+    parser.add_argument("--out", required=True, help="output folder (model.keras, "
+                        "labels.json, manifest.csv, metrics.json, figures)")
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--image-size", type=int, default=d.image_size)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--lr", type=float, default=d.peak_lr, help="peak learning rate")
+    parser.add_argument("--balance", default=d.balance,
+                        choices=["sample", "undersample", "oversample", "weights", "none"])
+    parser.add_argument("--no-augment", action="store_true", help="no augmentation")
+    parser.add_argument("--arch", default=d.arch, help="cnn (default, from scratch) or a "
+                        "keras.applications backbone: MobileNetV2, MobileNetV3Small, "
+                        "EfficientNetB0, ResNet50")
+    parser.add_argument("--weights", default=None, choices=[None, "imagenet"],
+                        help="backbone weights: none (offline, default) or imagenet "
+                        "(downloads them)")
+    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience")
+    parser.add_argument("--split", nargs="+", type=float, default=[0.7, 0.15, 0.15],
+                        metavar="F", help="train val [test] fractions when SOURCE has no "
+                        "split (default 0.7 0.15 0.15)")
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--threshold", type=float, default=1.5,
+                        help="dominant-class alarm: predicted / true share (default 1.5)")
+    parser.add_argument("--naive", action="store_true", help="the blog post's pipeline "
+                        "(imbalanced, class-ordered, no augmentation), for comparison")
+    parser.add_argument("--retrain", action="store_true",
+                        help="start over even when --out holds a run")
+    parser.epilog = ("Exit status 1 when the dominant-class alarm fires (a class predicted "
+                     "more than --threshold times its true share).  Interrupted?  Run the "
+                     "same command again: training continues from its backup.")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Entry point of ``facelab fit``."""
+    base = Recipe.naive() if args.naive else Recipe()
+    recipe = replace(base, epochs=args.epochs, image_size=args.image_size,
+                     batch_size=args.batch_size, peak_lr=args.lr,
+                     balance="none" if args.naive else args.balance,
+                     augment=False if args.naive else not args.no_augment, arch=args.arch,
+                     weights=args.weights, patience=args.patience, seed=args.seed)
+    start = time.perf_counter()
+    result = fit(args.source, args.out, recipe, fractions=args.split,
+                 split_seed=args.split_seed, threshold=args.threshold, retrain=args.retrain)
+    m = result.metrics
+    print(f"{m['split']}: accuracy {m['accuracy']:.3f}, balanced accuracy "
+          f"{m['balanced_accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f} "
+          f"({m['n']} faces, {m['num_classes']} classes)")
+    print(m["alarm"]["message"])
+    print(f"wrote {result.out_dir}/model.keras, labels.json, manifest.csv, {METRICS_NAME} "
+          f"and {len(result.figures)} figures in {time.perf_counter() - start:.0f}s")
+    sys.stdout.flush()
+    return 1 if m["alarm"]["fired"] else 0
