@@ -30,13 +30,26 @@ def test_alarm_fires_on_a_one_class_model_and_stays_quiet_on_a_balanced_one() ->
     balanced[wrong] = (y[wrong] + rng.integers(1, 42, wrong.sum())) % 42
     quiet = analysis.dominant_class_alarm(y, balanced, NAMES)
     assert not quiet.fired and quiet.message.startswith("ok")
-    assert analysis.dominant_class_alarm(y, balanced, NAMES, threshold=1.01).fired
+    assert analysis.dominant_class_alarm(y, balanced, NAMES, threshold=1.01,
+                                         min_excess=0).fired
 
     half = y.copy()
     half[: len(y) // 2] = 3                              # 3 gets ~half the predictions
     assert analysis.dominant_class_alarm(y, half, NAMES, threshold=10).fired
     with pytest.raises(ValueError, match="threshold"):
         analysis.dominant_class_alarm(y, y, NAMES, threshold=1.0)
+
+
+def test_alarm_ignores_a_rare_class_that_steals_little() -> None:
+    # 50 classes; class 0 is 1% of the split and predicted for 2.5% of it (ratio 2.5), taking
+    # 1.5 points from the others: not the "90% Brad Pitt" symptom, below one class's 2%.
+    names = [f"c{i}" for i in range(50)]
+    y = np.concatenate([np.zeros(10, int), np.repeat(np.arange(1, 50), 20)])
+    pred = y.copy()
+    pred[np.flatnonzero(y == 1)[:15]] = 0
+    quiet = analysis.dominant_class_alarm(y, pred, names)
+    assert not quiet.fired and quiet.worst_class == "c0" and quiet.ratio == pytest.approx(2.5)
+    assert analysis.dominant_class_alarm(y, pred, names, min_excess=0).fired
 
 
 def test_confusion_shares_tables_and_summary() -> None:
