@@ -183,7 +183,8 @@ def plot_shares(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[st
     """Bar chart of the predicted share per class against its true share.
 
     One dominating class (the post's "Brad Pitt") shows as one tall bar; a healthy model
-    is flat and follows the true shares.  Classes over the alarm threshold are red.
+    is flat and follows the true shares.  Classes that set off the
+    :func:`dominant_class_alarm` are red.
 
     Args:
         y_true: True ids.
@@ -202,7 +203,8 @@ def plot_shares(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[st
     else:
         fig = ax.figure
     x = np.arange(k)
-    colours = ["tab:red" if r > threshold else "tab:blue" for r in table["ratio"]]
+    offenders = set(dominant_class_alarm(y_true, y_pred, names, threshold).offenders)
+    colours = ["tab:red" if name in offenders else "tab:blue" for name in table.index]
     ax.bar(x, table["predicted_share"], color=colours, label="predicted share")
     ax.step(np.append(x, k) - 0.5, np.append(table["true_share"], table["true_share"].iloc[-1]),
             where="post", color="k", lw=1.2, label="true share")
