@@ -291,13 +291,18 @@ def _thread_session(settings: CollectSettings, registry: list):
     return session
 
 
-def _wraps(error: BaseException, types: tuple[type, ...]) -> bool:
-    """Whether an exception, or anything it wraps, is one of ``types``."""
+def _wraps(error: BaseException, types: tuple[type, ...],
+           prune: tuple[type, ...] = ()) -> bool:
+    """Whether an exception, or anything it wraps, is one of ``types``.
+
+    Walks ``args``, ``reason``, ``__cause__`` and ``__context__``; an exception of a
+    ``prune`` type is not matched and not looked into.
+    """
     seen: set[int] = set()
     stack: list[Any] = [error]
     while stack:
         item = stack.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
+        if not isinstance(item, BaseException) or id(item) in seen or isinstance(item, prune):
             continue
         seen.add(id(item))
         if isinstance(item, types):
@@ -326,21 +331,9 @@ def _is_timeout(error: BaseException) -> bool:
         TimeoutError,
     )
 
-    seen: set[int] = set()
-    stack: list[Any] = [error]
-    while stack:
-        item = stack.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, NewConnectionError):   # a subclass of ConnectTimeoutError!
-            continue
-        if isinstance(item, ConnectTimeoutError | ReadTimeoutError | TimeoutError
-                      | socket.timeout):
-            return True
-        stack.extend(item.args)
-        stack.extend([getattr(item, "reason", None), item.__cause__, item.__context__])
-    return False
+    # NewConnectionError subclasses ConnectTimeoutError but is a refused connection
+    return _wraps(error, (ConnectTimeoutError, ReadTimeoutError, TimeoutError, socket.timeout),
+                  prune=(NewConnectionError,))
 
 
 def fetch_url(url: str, settings: CollectSettings, images_dir: Path,
