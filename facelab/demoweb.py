@@ -494,9 +494,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, head: bool) -> None:
         web = self.server.web
-        self._head, self._status, self._sent = head, 0, 0
+        self._head, self._status = head, 0
         started, t0 = time.time(), time.perf_counter()
         route = web._route(self.path)
+        # logged on arrival and kept up to date while answering, so a client that has read
+        # the whole answer always finds its hit, status and bytes already counted
+        self._hit = {"time": started, "method": self.command, "path": self.path, "status": 0,
+                     "bytes": 0, "duration_s": 0.0, "kind": route.kind if route else ""}
+        web._log(self._hit)
         try:
             self._serve(web, route)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError):
@@ -508,14 +513,11 @@ class _Handler(BaseHTTPRequestHandler):
                 with contextlib.suppress(OSError):
                     self._whole(500, "text/plain; charset=utf-8", message.encode())
         finally:
-            web._log({"time": started, "method": self.command, "path": self.path,
-                      "status": self._status, "bytes": self._sent,
-                      "duration_s": round(time.perf_counter() - t0, 4),
-                      "kind": route.kind if route else ""})
+            self._hit["duration_s"] = round(time.perf_counter() - t0, 4)
 
     def _start(self, status: int, ctype: str, length: int | None,
                headers: dict[str, str] | None = None) -> None:
-        self._status = status
+        self._status = self._hit["status"] = status
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         if length is not None:
@@ -526,8 +528,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _write(self, data: bytes) -> None:
         if not self._head:
-            self.wfile.write(data)
-            self._sent += len(data)
+            self._hit["bytes"] += len(data)
+            try:
+                self.wfile.write(data)
+            except BaseException:
+                self._hit["bytes"] -= len(data)
+                raise
 
     def _whole(self, status: int, ctype: str, data: bytes,
                headers: dict[str, str] | None = None) -> None:
