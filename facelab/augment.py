@@ -140,20 +140,38 @@ def preview_grid(image: np.ndarray | str | os.PathLike[str], layer: Any = None,
     Returns:
         The matplotlib figure.
     """
-    import matplotlib.pyplot as plt
-
     original = image if isinstance(image, np.ndarray) else load_image(image)
     copies = augment_examples(original, layer, n=n, seed=seed)
-    tiles = [original, *copies]
-    nrows = -(-len(tiles) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.7 * nrows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < len(tiles):
-            ax.imshow(np.clip(tiles[i], 0, 255).astype(np.uint8))
-            ax.set_title("original" if i == 0 else f"#{i}", fontsize=8)
+    titles = ["original", *(f"#{i}" for i in range(1, len(copies) + 1))]
+    fig = image_grid([original, *copies], titles, ncols=ncols)
     if title:
         fig.suptitle(title)
+        fig.tight_layout()
+    return fig
+
+
+def image_grid(images: Sequence[Any], titles: Sequence[str], ncols: int = 8,
+               fontsize: int = 8) -> Figure:
+    """Draw (H, W, 3) images with values in [0, 255] in a grid, one title each.
+
+    Args:
+        images: The images (arrays or tensors).
+        titles: One title per image.
+        ncols: Columns of the grid.
+        fontsize: Title font size.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    nrows = max(1, -(-len(images) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.75 * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(np.clip(np.asarray(images[i]), 0, 255).astype(np.uint8))
+            ax.set_title(titles[i], fontsize=fontsize)
     fig.tight_layout()
     return fig
 

@@ -430,16 +430,9 @@ def plot_label_order(scenarios: Mapping[str, np.ndarray], num_classes: int,
 def plot_batch(images: Any, onehot: Any, label_map: LabelMap, n: int = 16,
                ncols: int = 8) -> Figure:
     """Show the first ``n`` images of a batch with their class names."""
-    import matplotlib.pyplot as plt
+    from facelab.augment import image_grid
 
     images = np.asarray(images)[:n]
     ids = np.asarray(onehot).argmax(axis=-1)[:n]
-    nrows = -(-len(images) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.8 * nrows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < len(images):
-            ax.imshow(np.clip(images[i], 0, 255).astype(np.uint8))
-            ax.set_title(str(label_map.decode(int(ids[i])))[:16], fontsize=7)
-    fig.tight_layout()
-    return fig
+    titles = [str(label_map.decode(int(i)))[:16] for i in ids]
+    return image_grid(images, titles, ncols=ncols, fontsize=7)
