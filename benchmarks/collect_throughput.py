@@ -1,33 +1,47 @@
-"""Collection throughput: facelab collect vs img2dataset on the same local URL list.
+"""Collection throughput: facelab collect vs img2dataset on the same local URL lists.
 
-Both tools download the same list of demo-photo URLs (>= 2,000) from the same static HTTP
-server on 127.0.0.1 (a separate process; HTTP/1.1 with keep-alive like real web servers,
-or ``--http10`` to close every connection), with matching settings: the same number of
-threads in one process, the same timeout, no retries, no resizing (img2dataset
-``--resize_mode no --skip_reencode True``: it still decodes every image with OpenCV,
-as facelab decodes every image with Pillow and hashes it), sha256 computed by both,
-EXIF extraction off.  Each run is a fresh command-line process into a fresh output
-folder, timed wall-clock from start to exit; the tools alternate (facelab, img2dataset,
-facelab, ...).  Printed: images/s per run, the medians and their ratio.
+Usage::
 
-img2dataset is NOT a facelab requirement.  Install it into a throwaway venv::
-
-    python3 -m venv /tmp/i2d && /tmp/i2d/bin/pip install img2dataset
+    python3 -m venv /tmp/i2d && /tmp/i2d/bin/pip install img2dataset   # NOT a facelab requirement
     .venv/bin/python benchmarks/collect_throughput.py --img2dataset /tmp/i2d/bin/img2dataset
 
-Without img2dataset (or with ``--baseline requests``) the baseline is a plain loop of
-``requests.get`` + Pillow decode in a thread pool of the same size.
+What is measured.  Every tool downloads the same lists of demo-photo URLs from the same
+static HTTP/1.1 server (a separate process on 127.0.0.1, keep-alive like real web servers;
+``--http10`` closes every connection) with matching settings: 16 concurrent downloads in
+all, timeout 10 s, no retries, no resizing, sha256 computed, EXIF off.  img2dataset
+(``--resize_mode no --skip_reencode True``) still decodes every image with OpenCV; facelab
+decodes every image with Pillow (RGB JPEGs to their luma plane, see
+``facelab.fetch._decode``) and computes sha256, md5, phash and dhash for its dedup.
 
-Options: ``--urls N`` (default 2400), ``--threads T`` (16), ``--runs R`` (3 per tool),
-``--demo DIR`` (a demo collection; default: generated once, small scale, into
-``.benchmarks/collect-demo``).
+* ``facelab``: ``facelab collect --workers 16`` with its default process count (one per
+  CPU for lists of 500 or more);
+* ``img2dataset 1x16``: ``--processes_count 1 --thread_count 16``;
+* ``img2dataset Px(16/P)``: the same number of processes as facelab, the threads split
+  among them, one shard per process (img2dataset parallelises by shard).
+
+Two list sizes: ``--urls`` (default 2,400) and every distinct photo of the demo
+(``--large``, default all of the full demo's 5,611).  Each run is a fresh command-line
+process into a fresh output folder, timed wall-clock from start to exit; the tools
+alternate within each of ``--runs`` rounds.  Printed: images/s and client CPU ms/image
+per run; per size, the median images/s per tool and facelab's ratio to each
+img2dataset configuration and to the faster one; and the **marginal rate**
+``(large - small) / (time large - time small)``, which leaves out each tool's start-up
+and wrap-up (imports, process pools, manifest) and is what a long list runs at.
+
+The outputs go to a RAM disk (``/dev/shm``) where there is one (``--out-base`` to
+choose): on a virtual machine's disk, the kernel's writeback of one run's ~100 MB of
+files lands in the next run's system time and made identical runs differ by 2x.  The
+demo photos are generated once (``--demo`` to use another collection; with fewer distinct
+photos than URLs, URLs repeat with a ``?copy=`` suffix, which favours facelab's
+content-addressed store).  Without img2dataset (or with ``--baseline requests``) the
+baseline is a plain thread-pool loop of ``requests.get`` + Pillow decode + write.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
+import math
 import os
 import resource
 import shutil
@@ -37,7 +51,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -65,6 +78,15 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds a running process has used so far (0 where /proc is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -72,18 +94,19 @@ def free_port() -> int:
 
 
 def demo_photos(demo: Path | None) -> tuple[Path, pd.DataFrame]:
+    """A demo collection (the full one, generated once, unless one is given)."""
     if demo is None:
         for candidate in (ROOT / "runs" / "demo" / "work" / "demo",
-                          ROOT / ".benchmarks" / "collect-demo"):
+                          ROOT / ".benchmarks" / "collect-demo-full"):
             if (candidate / "photos.csv").is_file():
                 demo = candidate
                 break
         else:
             from facelab import demo as demo_mod
 
-            demo = ROOT / ".benchmarks" / "collect-demo"
-            print(f"generating a small demo collection into {demo} (once)")
-            demo_mod.generate(demo, scale="small", seed=0)
+            demo = ROOT / ".benchmarks" / "collect-demo-full"
+            print(f"generating the full demo collection into {demo} (once, 1-3 minutes)")
+            demo_mod.generate(demo, scale="full", seed=0)
     photos = pd.read_csv(demo / "photos.csv", dtype={"person": str, "rect": str, "md5": str})
     return demo, photos
 
@@ -92,6 +115,7 @@ def write_lists(photos: pd.DataFrame, base: str, n: int, folder: Path) -> tuple[
     """A PubFig list for facelab and a plain URL list for img2dataset (the same URLs)."""
     from facelab.sources import write_pubfig_list
 
+    folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(n):
         photo = photos.iloc[i % len(photos)]
@@ -118,12 +142,13 @@ def run_facelab(pubfig: Path, out: Path, threads: int, timeout: float) -> tuple[
     return seconds, decoded
 
 
-def run_img2dataset(exe: str, plain: Path, out: Path, threads: int,
-                    timeout: float) -> tuple[float, int]:
+def run_img2dataset(exe: str, plain: Path, out: Path, threads: int, timeout: float,
+                    processes: int, urls: int) -> tuple[float, int]:
     cmd = [exe, "--url_list", str(plain), "--input_format", "txt", "--output_folder", str(out),
-           "--output_format", "files", "--processes_count", "1", "--thread_count",
-           str(threads), "--resize_mode", "no", "--skip_reencode", "True", "--timeout",
-           str(int(timeout)), "--retries", "0", "--extract_exif", "False",
+           "--output_format", "files", "--processes_count", str(processes), "--thread_count",
+           str(threads // processes), "--number_sample_per_shard",
+           str(math.ceil(urls / processes)), "--resize_mode", "no", "--skip_reencode", "True",
+           "--timeout", str(int(timeout)), "--retries", "0", "--extract_exif", "False",
            "--compute_hash", "sha256", "--enable_wandb", "False"]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -137,40 +162,52 @@ def run_img2dataset(exe: str, plain: Path, out: Path, threads: int,
 def run_requests_loop(plain: Path, out: Path, threads: int,
                       timeout: float) -> tuple[float, int]:
     """The plain baseline: requests.get + Pillow decode + write, in a thread pool."""
-    import hashlib
-
-    import requests
-    from PIL import Image
-
-    urls = plain.read_text(encoding="utf-8").split()
-    out.mkdir(parents=True)
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_maxsize=threads)
-    session.mount("http://", adapter)
-
-    def one(url: str) -> bool:
-        try:
-            data = session.get(url, timeout=timeout).content
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-            (out / hashlib.sha256(data).hexdigest()).write_bytes(data)
-            return True
-        except Exception:  # noqa: BLE001
-            return False
-
+    code = f"""
+import hashlib, io, sys, pathlib, requests
+from concurrent.futures import ThreadPoolExecutor
+from PIL import Image
+out = pathlib.Path({str(out)!r}); out.mkdir(parents=True)
+urls = pathlib.Path({str(plain)!r}).read_text().split()
+session = requests.Session()
+session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize={threads}))
+def one(url):
+    try:
+        data = session.get(url, timeout={timeout}).content
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+        (out / hashlib.sha256(data).hexdigest()).write_bytes(data)
+        return True
+    except Exception:
+        return False
+with ThreadPoolExecutor({threads}) as pool:
+    print(sum(pool.map(one, urls)))
+"""
     start = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        ok = sum(pool.map(one, urls))
-    return time.perf_counter() - start, ok
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                          text=True)
+    return time.perf_counter() - start, int(done.stdout.strip())
+
+
+def out_base(choice: Path | None) -> Path:
+    if choice is not None:
+        return choice
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 2 * 10**9:
+        return shm
+    return Path(tempfile.gettempdir())
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--urls", type=int, default=2400)
+    parser.add_argument("--urls", type=int, default=2400, help="the small list (>= 2,000)")
+    parser.add_argument("--large", type=int, default=None,
+                        help="the large list (default: every distinct demo photo)")
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--demo", type=Path, default=None)
+    parser.add_argument("--out-base", type=Path, default=None,
+                        help="where the runs write (default: /dev/shm, a RAM disk)")
     parser.add_argument("--img2dataset", default=shutil.which("img2dataset"),
                         help="the img2dataset executable (default: on PATH)")
     parser.add_argument("--baseline", choices=("img2dataset", "requests"), default=None)
@@ -182,44 +219,81 @@ def main() -> int:
         parser.error("img2dataset not found: install it (see the module doc) or pass "
                      "--baseline requests")
 
+    from facelab.collect import choose_processes
+
     demo, photos = demo_photos(args.demo)
+    sizes = [args.urls, args.large or len(photos)]
+    processes = choose_processes(None, min(sizes), args.threads)
+    tools = ["facelab"]
+    if baseline == "requests":
+        tools.append("requests loop")
+    else:
+        tools.append(f"img2dataset 1x{args.threads}")
+        if processes > 1:
+            tools.append(f"img2dataset {processes}x{args.threads // processes}")
     port = free_port()
     protocol = "HTTP/1.0" if args.http10 else "HTTP/1.1"
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(demo), str(port), protocol])
-    work = Path(tempfile.mkdtemp(prefix="facelab-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="facelab-bench-", dir=out_base(args.out_base)))
     try:
         time.sleep(1.0)
-        pubfig, plain = write_lists(photos, f"http://127.0.0.1:{port}", args.urls, work)
-        print(f"{args.urls} URLs of {len(photos)} demo photos from {demo}, served by a static "
-              f"{protocol} server process; {args.threads} threads, timeout {args.timeout:g} s, "
-              f"no retries; baseline: {baseline}; {os.cpu_count()} CPUs")
-        results: dict[str, list[float]] = {"facelab": [], baseline: []}
-        cpu_ms: dict[str, list[float]] = {"facelab": [], baseline: []}
+        lists = {n: write_lists(photos, f"http://127.0.0.1:{port}", n, work / f"list-{n}")
+                 for n in sizes}
+        print(f"lists of {' and '.join(f'{n:,}' for n in sizes)} URLs of {len(photos):,} "
+              f"distinct demo photos from {demo}, served by a static {protocol} server "
+              f"process; {args.threads} downloads at once, timeout {args.timeout:g} s, no "
+              f"retries; facelab in {processes} process(es); {os.cpu_count()} CPUs; outputs "
+              f"in {work}")
+        seconds: dict[tuple[str, int], list[float]] = {}
+        rates: dict[tuple[str, int], list[float]] = {}
+        cpu_ms: dict[tuple[str, int], list[float]] = {}
         for run in range(args.runs):
-            for tool in ("facelab", baseline):
-                out = work / f"{tool}-{run}"
-                cpu_before = children_cpu()
-                if tool == "facelab":
-                    seconds, ok = run_facelab(pubfig, out, args.threads, args.timeout)
-                elif tool == "img2dataset":
-                    seconds, ok = run_img2dataset(args.img2dataset, plain, out, args.threads,
-                                                  args.timeout)
-                else:
-                    seconds, ok = run_requests_loop(plain, out, args.threads, args.timeout)
-                cpu = children_cpu() - cpu_before
-                rate = ok / seconds
-                results[tool].append(rate)
-                cpu_ms[tool].append(1000 * cpu / max(ok, 1))
-                print(f"run {run + 1} {tool:<12} {ok:>5} images decoded in {seconds:6.1f} s: "
-                      f"{rate:7.1f} images/s, {cpu_ms[tool][-1]:5.2f} CPU ms/image "
-                      "(client process)", flush=True)
-                shutil.rmtree(out, ignore_errors=True)
-        ours = statistics.median(results["facelab"])
-        theirs = statistics.median(results[baseline])
-        print(f"median facelab {ours:.1f} images/s, {baseline} {theirs:.1f} images/s: "
-              f"ratio {ours / theirs:.2f}x (target >= 1.5x); CPU ms/image: facelab "
-              f"{statistics.median(cpu_ms['facelab']):.2f}, {baseline} "
-              f"{statistics.median(cpu_ms[baseline]):.2f}")
+            for n in sizes:
+                pubfig, plain = lists[n]
+                for tool in tools:
+                    out = work / "out"
+                    cpu_before, server_before = children_cpu(), process_cpu(server.pid)
+                    if tool == "facelab":
+                        took, ok = run_facelab(pubfig, out, args.threads, args.timeout)
+                    elif tool.startswith("img2dataset"):
+                        procs = int(tool.split()[1].split("x")[0])
+                        took, ok = run_img2dataset(args.img2dataset, plain, out, args.threads,
+                                                   args.timeout, procs, n)
+                    else:
+                        took, ok = run_requests_loop(plain, out, args.threads, args.timeout)
+                    cpu = children_cpu() - cpu_before
+                    served = process_cpu(server.pid) - server_before
+                    shutil.rmtree(out, ignore_errors=True)
+                    key = (tool, n)
+                    seconds.setdefault(key, []).append(took)
+                    rates.setdefault(key, []).append(ok / took)
+                    cpu_ms.setdefault(key, []).append(1000 * cpu / max(ok, 1))
+                    print(f"round {run + 1} {n:>6,} URLs {tool:<18} {ok:>6,} decoded in "
+                          f"{took:6.2f} s: {ok / took:7.1f} images/s, client "
+                          f"{cpu_ms[key][-1]:5.2f} / server {1000 * served / max(ok, 1):4.2f} "
+                          "CPU ms/image", flush=True)
+        print()
+        for n in sizes:
+            ours = statistics.median(rates[("facelab", n)])
+            line = [f"{n:>6,} URLs, median images/s: facelab {ours:.1f}"]
+            theirs = {}
+            for tool in tools[1:]:
+                theirs[tool] = statistics.median(rates[(tool, n)])
+                line.append(f"{tool} {theirs[tool]:.1f} ({ours / theirs[tool]:.2f}x)")
+            print("; ".join(line) + f"; facelab vs the faster baseline: "
+                  f"{ours / max(theirs.values()):.2f}x (target >= 1.5x)")
+        small, large = sizes
+        if large > small:
+            marginal = {}
+            for tool in tools:
+                extra = (statistics.median(seconds[(tool, large)])
+                         - statistics.median(seconds[(tool, small)]))
+                marginal[tool] = (large - small) / extra if extra > 0 else float("nan")
+            others = [marginal[t] for t in tools[1:]]
+            print(f"marginal rate (the {large - small:,} extra URLs of the large list, start-up "
+                  "and wrap-up left out): " + "; ".join(
+                      f"{t} {marginal[t]:.0f}/s" for t in tools)
+                  + f"; facelab vs the faster baseline: {marginal['facelab'] / max(others):.2f}x")
     finally:
         server.terminate()
         server.wait()

@@ -21,22 +21,20 @@ Every row ends in exactly one status of :data:`STATUSES`.  Downloads use a
 ``requests.Session`` per worker thread with urllib3's ``Retry`` (exponential backoff on
 429/5xx and connection errors), separate connect/read timeouts and a total deadline per
 URL, stream with a byte cap, and decode every photo with Pillow (``verify`` and ``load``:
-truncated files are ``corrupt``, decompression bombs ``too_large``).  At most
-``2 * workers`` URLs are in flight, so memory stays bounded by about
-``2 * workers * max_bytes``.
+truncated files are ``corrupt``, decompression bombs ``too_large``); the per-photo work is
+:mod:`facelab.fetch`.  ``workers`` threads run it, spread over several worker processes for
+large lists (``processes``; one per core by default), which the parent feeds and whose
+outcomes it journals.  At most ``2 * workers`` URLs are in flight, so memory stays bounded
+by about ``2 * workers * max_bytes``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import logging
 import os
-import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -47,21 +45,32 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from facelab import dedup
-from facelab.manifest import OK, atomic_write_bytes, write_manifest
+from facelab.fetch import (  # noqa: F401 - the per-photo API is also reachable from here
+    CONNECTION_ERROR,
+    CORRUPT,
+    FORMAT_EXTENSIONS,
+    HTTP_ERROR,
+    NOT_IMAGE,
+    TIMEOUT,
+    TOO_LARGE,
+    TOO_MANY_REDIRECTS,
+    UNSUPPORTED_URL,
+    CollectSettings,
+    Outcome,
+    fetch_url,
+    import_file,
+    inspect_image,
+    make_session,
+    run_job,
+    worker_process,
+)
+from facelab.manifest import OK, write_manifest
 from facelab.sources import BAD_ROW, read_folder, read_pubfig_list
 
 # every row ends in exactly one of these
 DUPLICATE = dedup.DUPLICATE
 PLACEHOLDER = dedup.PLACEHOLDER
-HTTP_ERROR = "http_error"
-TIMEOUT = "timeout"
-CONNECTION_ERROR = "connection_error"
-TOO_MANY_REDIRECTS = "too_many_redirects"
-NOT_IMAGE = "not_image"
-CORRUPT = "corrupt"
-TOO_LARGE = "too_large"
 MD5_MISMATCH = "md5_mismatch"
-UNSUPPORTED_URL = "unsupported_url"
 STATUSES = (OK, DUPLICATE, PLACEHOLDER, HTTP_ERROR, TIMEOUT, CONNECTION_ERROR,
             TOO_MANY_REDIRECTS, NOT_IMAGE, CORRUPT, TOO_LARGE, MD5_MISMATCH, UNSUPPORTED_URL,
             BAD_ROW)
@@ -74,377 +83,9 @@ MANIFEST_COLUMNS = ("person", "imagenum", "url", "rect", "md5_expected", "status
 IMAGES_DIR = "images"
 JOURNAL_NAME = "journal.jsonl"
 SCHEMES = ("http", "https")
-FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp",
-                     "WEBP": ".webp", "TIFF": ".tif", "MPO": ".jpg"}
-RETRY_STATUSES = (429, 500, 502, 503, 504)
-CHUNK = 64 * 1024
-USER_AGENT = "facelab-collect/0.1 (+research; PubFig-format list downloader)"
-
-
-@dataclass(frozen=True)
-class CollectSettings:
-    """Settings of one collection run (see :func:`collect` for their meaning)."""
-
-    workers: int = 16
-    timeout: float = 10.0
-    connect_timeout: float = 5.0
-    deadline: float | None = None
-    retries: int = 2
-    backoff: float = 0.5
-    max_bytes: int = 20_000_000
-    max_pixels: int = 50_000_000
-    max_redirects: int = 10
-    md5: str = "flag"
-    placeholder_people: int = 3
-    placeholder_distance: int = 4
-    near_threshold: int = 8
-    user_agent: str = USER_AGENT
-
-    @property
-    def total_deadline(self) -> float:
-        """Seconds one URL may take in all (default: three read timeouts)."""
-        return self.deadline if self.deadline is not None else 3 * self.timeout
-
-    def check(self) -> None:
-        """Raise ``ValueError`` for settings that cannot work."""
-        if self.workers < 1:
-            raise ValueError(f"--workers must be at least 1 (got {self.workers})")
-        for name in ("timeout", "connect_timeout", "total_deadline"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive (got {getattr(self, name)})")
-        if self.retries < 0:
-            raise ValueError(f"--retries must be 0 or more (got {self.retries})")
-        if self.max_bytes < 1 or self.max_pixels < 1:
-            raise ValueError("--max-bytes and max_pixels must be positive")
-        if self.md5 not in ("flag", "reject"):
-            raise ValueError(f"--md5 must be 'flag' or 'reject' (got {self.md5!r})")
-
-
-# --------------------------------------------------------------------------- decoding
-
-@dataclass
-class Outcome:
-    """What happened to one URL or file: one line of the journal."""
-
-    key: str
-    status: str
-    reason: str = ""
-    sha256: str = ""
-    ext: str = ""
-    width: int | None = None
-    height: int | None = None
-    bytes: int | None = None
-    md5: str = ""
-    phash: str = ""
-    dhash: str = ""
-    seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _preview(data: bytes) -> str:
-    head = data[:40].decode("ascii", errors="replace")
-    return "".join(c if c.isprintable() else "." for c in head)
-
-
-def inspect_image(data: bytes, max_pixels: int = 50_000_000) -> tuple[str, str, dict[str, Any]]:
-    """Decode bytes with Pillow and say whether they are a usable photo.
-
-    Magic bytes are not trusted: the whole image is decoded (``load``; formats whose
-    Pillow plugin checks more in ``verify``, such as PNG's chunk CRCs, are verified first).
-
-    Args:
-        data: The file's bytes.
-        max_pixels: Larger images are refused as decompression bombs (before decoding).
-
-    Returns:
-        ``(status, reason, info)``: status ``ok``, ``not_image``, ``corrupt`` or
-        ``too_large``; ``info`` has ``format``, ``ext``, ``width``, ``height`` and
-        ``phash`` for ``ok``.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        return NOT_IMAGE, "empty response body", {}
-    fmt = ""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            fmt = image.format or ""
-            width, height = image.size
-            if width * height > max_pixels:
-                return TOO_LARGE, (f"decompression bomb refused: {width}x{height} = "
-                                   f"{width * height:,} pixels > {max_pixels:,}"), {}
-            if fmt not in FORMAT_EXTENSIONS:
-                return NOT_IMAGE, f"{fmt} is not a photo format facelab keeps", {}
-            if type(image).verify is not Image.Image.verify:
-                # the format checks more than a decode does (PNG: chunk CRCs); verify()
-                # leaves the image unusable, so decode from a fresh open below
-                image.verify()
-                stage = "decode"
-            else:
-                stage = "loaded"
-                image.load()          # the whole decode: truncated data raises here
-                phash, dhash = dedup.image_hashes(image)
-    except Image.DecompressionBombError as error:
-        return TOO_LARGE, f"decompression bomb refused: {error}", {}
-    except UnidentifiedImageError:
-        return NOT_IMAGE, f"not an image Pillow can decode (starts with {_preview(data)!r})", {}
-    except Exception as error:  # noqa: BLE001 - any decoder failure is data
-        return CORRUPT, f"cannot decode the {fmt or 'image'} data: {error}", {}
-    if stage == "decode":
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-                phash, dhash = dedup.image_hashes(image)
-        except Image.DecompressionBombError as error:
-            return TOO_LARGE, f"decompression bomb refused: {error}", {}
-        except Exception as error:  # noqa: BLE001 - truncated / broken data
-            return CORRUPT, f"cannot decode the {fmt} data: {error}", {}
-    return OK, "", {"format": fmt, "ext": FORMAT_EXTENSIONS[fmt], "width": width,
-                    "height": height, "phash": phash, "dhash": dhash}
-
-
-def _store(data: bytes, images_dir: Path, key: str, max_pixels: int,
-           started: float) -> Outcome:
-    """Decode ``data`` and store it content-addressed; the outcome for the journal."""
-    status, reason, info = inspect_image(data, max_pixels)
-    outcome = Outcome(key, status, reason, bytes=len(data),
-                      md5=hashlib.md5(data, usedforsecurity=False).hexdigest())
-    if status == OK:
-        sha = hashlib.sha256(data).hexdigest()
-        target = images_dir / f"{sha}{info['ext']}"
-        if not target.exists():
-            atomic_write_bytes(target, data)
-        outcome.sha256, outcome.ext = sha, info["ext"]
-        outcome.phash, outcome.dhash = info["phash"], info["dhash"]
-        outcome.width, outcome.height = info["width"], info["height"]
-    outcome.seconds = round(time.monotonic() - started, 4)
-    return outcome
-
-
-# --------------------------------------------------------------------------- downloading
-
-_local = threading.local()
-
-
-def _deadline_retry_class():
-    from urllib3.util.retry import Retry
-
-    class DeadlineRetry(Retry):
-        """urllib3 Retry that also stops at the calling thread's per-URL deadline."""
-
-        def _remaining(self) -> float:
-            deadline = getattr(_local, "deadline", None)
-            return float("inf") if deadline is None else deadline - time.monotonic()
-
-        def is_exhausted(self) -> bool:
-            return self._remaining() <= 0 or super().is_exhausted()
-
-        def get_backoff_time(self) -> float:
-            return max(0.0, min(super().get_backoff_time(), self._remaining()))
-
-        def get_retry_after(self, response) -> float | None:
-            after = super().get_retry_after(response)
-            if after is None:
-                return None
-            return max(0.0, min(after, self.backoff_max, self._remaining()))
-
-    return DeadlineRetry
-
-
-def make_session(settings: CollectSettings):
-    """Make a ``requests.Session`` with urllib3 ``Retry`` (backoff on 429/5xx, connection errors).
-
-    Args:
-        settings: Retries, backoff, redirect limit and user agent.
-
-    Returns:
-        The session (one per worker thread: sessions are not shared between threads).
-    """
-    import requests
-    from requests.adapters import HTTPAdapter
-
-    retry = _deadline_retry_class()(
-        total=settings.retries, connect=settings.retries, read=settings.retries,
-        status=settings.retries, other=0, redirect=None,
-        backoff_factor=settings.backoff, backoff_max=max(settings.backoff * 8, 1.0),
-        status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET", "HEAD"}),
-        raise_on_status=False, respect_retry_after_header=True)
-    session = requests.Session()
-    # proxies from the environment are read once here, not per request (trust_env costs
-    # a netrc lookup and proxy-bypass checks on every call)
-    session.proxies.update(urllib.request.getproxies())
-    session.trust_env = False
-    session.max_redirects = settings.max_redirects
-    session.headers["User-Agent"] = settings.user_agent
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=4)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def _thread_session(settings: CollectSettings, registry: list):
-    session = getattr(_local, "session", None)
-    if session is None or getattr(_local, "settings", None) is not settings:
-        session = make_session(settings)
-        _local.session, _local.settings = session, settings
-        registry.append(session)
-    return session
-
-
-def _wraps(error: BaseException, types: tuple[type, ...],
-           prune: tuple[type, ...] = ()) -> bool:
-    """Whether an exception, or anything it wraps, is one of ``types``.
-
-    Walks ``args``, ``reason``, ``__cause__`` and ``__context__``; an exception of a
-    ``prune`` type is not matched and not looked into.
-    """
-    seen: set[int] = set()
-    stack: list[Any] = [error]
-    while stack:
-        item = stack.pop()
-        if not isinstance(item, BaseException) or id(item) in seen or isinstance(item, prune):
-            continue
-        seen.add(id(item))
-        if isinstance(item, types):
-            return True
-        stack.extend(item.args)
-        stack.extend([getattr(item, "reason", None), item.__cause__, item.__context__])
-    return False
-
-
-def _incomplete_read_types() -> tuple[type, ...]:
-    import http.client
-
-    from urllib3.exceptions import IncompleteRead
-
-    return (http.client.IncompleteRead, IncompleteRead)
-
-
-def _is_timeout(error: BaseException) -> bool:
-    """Whether an exception (or anything it wraps) is a timeout."""
-    import socket
-
-    from urllib3.exceptions import (
-        ConnectTimeoutError,
-        NewConnectionError,
-        ReadTimeoutError,
-        TimeoutError,
-    )
-
-    # NewConnectionError subclasses ConnectTimeoutError but is a refused connection
-    return _wraps(error, (ConnectTimeoutError, ReadTimeoutError, TimeoutError, socket.timeout),
-                  prune=(NewConnectionError,))
-
-
-def fetch_url(url: str, settings: CollectSettings, images_dir: Path,
-              session=None, key: str | None = None) -> Outcome:
-    """Download one URL, decode it and store it content-addressed.
-
-    Never raises for anything the web does: every failure is an :class:`Outcome` with a
-    status of :data:`STATUSES`.
-
-    Args:
-        url: An http(s) URL.
-        settings: Timeouts, retries, byte cap and so on.
-        images_dir: Where decoded photos are stored as ``<sha256>.<ext>``.
-        session: A session from :func:`make_session` (default: this thread's own).
-        key: The journal key (default: the URL).
-
-    Returns:
-        The outcome (one journal line).
-    """
-    import requests
-
-    key = key or url
-    started = time.monotonic()
-    _local.deadline = started + settings.total_deadline
-    session = session or _thread_session(settings, [])
-    read_timeout = min(settings.timeout, settings.total_deadline)
-
-    def done(status: str, reason: str, **extra: Any) -> Outcome:
-        return Outcome(key, status, reason, seconds=round(time.monotonic() - started, 4),
-                       extra=extra)
-
-    try:
-        # prepared directly and sent: Session.request's per-call merging of settings costs
-        # more CPU than decoding a photo (the session's headers, cookies and redirect
-        # handling still apply)
-        prepared = requests.PreparedRequest()
-        prepared.prepare(method="GET", url=url, headers=session.headers,
-                         cookies=session.cookies, hooks=session.hooks)
-        response = session.send(prepared, stream=True, allow_redirects=True,
-                                timeout=(settings.connect_timeout, read_timeout))
-    except requests.exceptions.TooManyRedirects as error:
-        return done(TOO_MANY_REDIRECTS, f"more than {settings.max_redirects} redirects "
-                    f"({error})")
-    except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidURL) as error:
-        return done(UNSUPPORTED_URL, f"cannot fetch this URL: {error}")
-    except requests.exceptions.RequestException as error:
-        if _is_timeout(error):
-            return done(TIMEOUT, f"no answer within the timeouts (connect "
-                        f"{settings.connect_timeout:g} s, read {read_timeout:g} s, "
-                        f"{settings.retries} retries): {type(error).__name__}")
-        return done(CONNECTION_ERROR, f"{type(error).__name__}: {error}"[:300])
-    except Exception as error:  # noqa: BLE001 - never kill a long run
-        return done(CONNECTION_ERROR, f"unexpected {type(error).__name__}: {error}"[:300])
-    with response:
-        code = response.status_code
-        if code >= 300:
-            return done(HTTP_ERROR, f"HTTP {code} {response.reason or ''}".strip(),
-                        http_status=code)
-        announced = response.headers.get("Content-Length", "")
-        if announced.isdigit() and int(announced) > settings.max_bytes:
-            return done(TOO_LARGE, f"server announced {int(announced):,} bytes > "
-                        f"--max-bytes {settings.max_bytes:,} (not downloaded)")
-        body = bytearray()
-        try:
-            # read1: whatever has arrived (never blocks for a full chunk), so a trickling
-            # server cannot outlive the deadline
-            while chunk := response.raw.read1(CHUNK, decode_content=True):
-                body += chunk
-                if len(body) > settings.max_bytes:
-                    return done(TOO_LARGE, f"more than --max-bytes {settings.max_bytes:,} "
-                                "bytes (download stopped)")
-                if time.monotonic() > _local.deadline:
-                    return done(TIMEOUT, f"not complete within the "
-                                f"{settings.total_deadline:g} s deadline ({len(body):,} "
-                                "bytes so far)")
-        except Exception as error:  # noqa: BLE001 - urllib3/socket errors mid-body are data
-            if _is_timeout(error):
-                return done(TIMEOUT, f"read timeout ({read_timeout:g} s) after "
-                            f"{len(body):,} bytes")
-            if _wraps(error, _incomplete_read_types()):
-                return done(CORRUPT, f"truncated: the server closed the connection after "
-                            f"{len(body):,} of the {announced or '?'} bytes it announced")
-            return done(CONNECTION_ERROR, f"connection broken after {len(body):,} bytes: "
-                        f"{type(error).__name__}: {error}"[:300])
-    outcome = _store(bytes(body), images_dir, key, settings.max_pixels, started)
-    return outcome
-
-
-def import_file(path: Path, settings: CollectSettings, images_dir: Path, key: str) -> Outcome:
-    """Import one local photo (the folder source): decode it and store it content-addressed.
-
-    Args:
-        path: The photo.
-        settings: Byte and pixel caps.
-        images_dir: Where decoded photos are stored.
-        key: The journal key.
-
-    Returns:
-        The outcome (one journal line).
-    """
-    started = time.monotonic()
-    try:
-        size = path.stat().st_size
-        if size > settings.max_bytes:
-            return Outcome(key, TOO_LARGE, f"{size:,} bytes > --max-bytes "
-                           f"{settings.max_bytes:,}", bytes=size)
-        data = path.read_bytes()
-    except OSError as error:
-        return Outcome(key, CORRUPT, f"cannot read the file: {error}")
-    return _store(data, images_dir, key, settings.max_pixels, started)
+# lists shorter than this run in one process: starting workers costs more than it saves
+PROCESS_MIN_JOBS = 500
+MAX_PROCESSES = 8
 
 
 # --------------------------------------------------------------------------- journal
@@ -526,35 +167,61 @@ def _row_key(row: Any, folder: Path | None) -> tuple[str, str]:
     return f"url:{url}", OK
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (the affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def choose_processes(processes: int | None, jobs: int, workers: int) -> int:
+    """How many processes run ``jobs`` downloads with ``workers`` threads in all.
+
+    Args:
+        processes: Asked for (``None``: automatic).
+        jobs: URLs or files to fetch this run.
+        workers: Threads in all (every process gets at least one).
+
+    Returns:
+        ``processes`` capped at ``workers``; automatically one per usable CPU (at most
+        :data:`MAX_PROCESSES`), but a single process below :data:`PROCESS_MIN_JOBS` jobs.
+    """
+    if processes is not None:
+        return max(1, min(processes, workers))
+    if jobs < PROCESS_MIN_JOBS:
+        return 1
+    return max(1, min(usable_cpus(), workers, MAX_PROCESSES))
+
+
 def _run_jobs(jobs: list[tuple[str, Any]], settings: CollectSettings, images_dir: Path,
-              journal: _Journal, progress: bool, done_before: int, total: int) -> int:
-    """Run the jobs with at most ``2 * workers`` in flight; journal each outcome."""
+              journal: _Journal, progress: bool, done_before: int, total: int,
+              processes: int) -> int:
+    """Run the jobs (in threads, or in worker processes); journal each outcome on arrival."""
     from tqdm.auto import tqdm
 
-    sessions: list = []
-
-    def work(job: tuple[str, Any]) -> Outcome:
-        key, target = job
-        try:
-            if isinstance(target, Path):
-                return import_file(target, settings, images_dir, key)
-            return fetch_url(target, settings, images_dir,
-                             _thread_session(settings, sessions), key)
-        except Exception as error:  # noqa: BLE001 - a bug must not lose the run
-            return Outcome(key, CONNECTION_ERROR, f"unexpected {type(error).__name__}: "
-                           f"{error}"[:300])
-
-    window = 2 * settings.workers
-    finished = 0
     bar = tqdm(total=total, initial=done_before, desc="collect", unit="photo",
                disable=not progress, smoothing=0.05, mininterval=1.0)
+    try:
+        if processes > 1:
+            return _run_in_processes(jobs, settings, images_dir, journal, bar, processes)
+        return _run_in_threads(jobs, settings, images_dir, journal, bar)
+    finally:
+        bar.close()
+
+
+def _run_in_threads(jobs: list[tuple[str, Any]], settings: CollectSettings,
+                    images_dir: Path, journal: _Journal, bar: Any) -> int:
+    """Run the jobs in this process's threads, at most ``2 * workers`` in flight."""
+    sessions: list = []
+    window = 2 * settings.workers
+    finished = 0
     pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="facelab-collect")
     pending: set[Future] = set()
     queue: Iterator[tuple[str, Any]] = iter(jobs)
     try:
         while True:
             for job in queue:
-                pending.add(pool.submit(work, job))
+                pending.add(pool.submit(run_job, job, settings, images_dir, sessions))
                 if len(pending) >= window:
                     break
             if not pending:
@@ -570,9 +237,122 @@ def _run_jobs(jobs: list[tuple[str, Any]], settings: CollectSettings, images_dir
         for future in pending:
             if future.done() and not future.cancelled() and future.exception() is None:
                 journal.write(future.result())
-        bar.close()
         for session in sessions:
             session.close()
+    return finished
+
+
+@dataclass
+class _Worker:
+    """The parent's view of one worker process."""
+
+    process: Any
+    conn: Any
+    threads: int
+    in_flight: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    done: int = 0
+
+
+def _death(process: Any) -> str:
+    process.join(timeout=5)
+    code = process.exitcode
+    if code is None:
+        return "its pipe closed"
+    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+
+
+def _run_in_processes(jobs: list[tuple[str, Any]], settings: CollectSettings,
+                      images_dir: Path, journal: _Journal, bar: Any, processes: int) -> int:
+    """Run the jobs in worker processes that share ``settings.workers`` threads.
+
+    The parent feeds each worker at most two jobs per thread and journals every outcome as
+    it arrives, so the journal has one writer and a killed run resumes as before (workers
+    exit as soon as the parent is gone).  A worker that dies (killed, out of memory) after
+    finishing photos leaves the URLs it had in flight as ``connection_error`` rows
+    (``--retry-failed`` tries them again) and is replaced.
+    """
+    import multiprocessing
+    from multiprocessing.connection import wait as wait_for
+
+    context = multiprocessing.get_context("spawn")   # never fork a process holding threads
+    workers: list[_Worker] = []
+    position = finished = replaced = 0
+
+    def start(threads: int) -> _Worker:
+        ours, theirs = context.Pipe()
+        process = context.Process(
+            target=worker_process, name="facelab-collect-worker", daemon=True,
+            args=(theirs, settings, images_dir, threads, os.getpid()))
+        process.start()
+        theirs.close()
+        worker = _Worker(process, ours, threads)
+        workers.append(worker)
+        return worker
+
+    def feed(worker: _Worker) -> None:
+        nonlocal position
+        while len(worker.in_flight) < 2 * worker.threads and position < len(jobs):
+            job = jobs[position]
+            try:
+                worker.conn.send(job)
+            except OSError:     # the worker died: its end of file shows up in the wait
+                return
+            position += 1
+            worker.in_flight[job[0]] = job
+
+    shares = [settings.workers // processes + (i < settings.workers % processes)
+              for i in range(processes)]
+    try:
+        for threads in shares:
+            start(threads)
+        for worker in list(workers):
+            feed(worker)
+        while busy := {w.conn: w for w in workers if w.in_flight}:
+            for conn in wait_for(list(busy)):
+                worker = busy[conn]
+                try:
+                    outcome = conn.recv()
+                except (EOFError, OSError):
+                    how = _death(worker.process)
+                    workers.remove(worker)
+                    worker.conn.close()
+                    if not worker.done:
+                        raise RuntimeError(
+                            f"a collection worker process ended ({how}) before finishing any "
+                            "photo; finished work is journalled: rerun the same command, or "
+                            "with --processes 1 to download in this process only") from None
+                    for key in worker.in_flight:
+                        journal.write(Outcome(
+                            key, CONNECTION_ERROR, f"the worker process fetching it died "
+                            f"({how}) with {len(worker.in_flight)} URLs in flight; "
+                            "--retry-failed tries them again"))
+                        finished += 1
+                        bar.update(1)
+                    replaced += 1
+                    if position < len(jobs) and replaced <= 2 * processes:
+                        feed(start(worker.threads))
+                    elif position < len(jobs):
+                        raise RuntimeError(
+                            f"collection worker processes keep dying (the last: {how}); "
+                            "finished work is journalled: rerun with --processes 1") from None
+                    continue
+                worker.in_flight.pop(outcome.key, None)
+                worker.done += 1
+                journal.write(outcome)
+                finished += 1
+                bar.update(1)
+                feed(worker)
+        for worker in workers:
+            for _ in range(worker.threads):
+                worker.conn.send(None)
+        for worker in workers:
+            worker.process.join(timeout=30)
+    finally:
+        for worker in workers:      # interrupted, or a worker stuck: stop them all now
+            if worker.process.is_alive():
+                worker.process.kill()
+            worker.process.join()
+            worker.conn.close()
     return finished
 
 
@@ -654,7 +434,9 @@ def summary(df: pd.DataFrame, stats: dict[str, Any] | None = None, top: int = 80
             lines.append(f"  ... and {len(per_person) - top} more")
     if stats:
         lines.append(f"fetched {stats['fetched']} URLs/files this run in "
-                     f"{stats['seconds']:.1f} s: {stats['urls_per_s']:.1f} URLs/s, "
+                     f"{stats['seconds']:.1f} s with {stats.get('workers', '?')} threads in "
+                     f"{stats.get('processes', 1)} process(es): "
+                     f"{stats['urls_per_s']:.1f} URLs/s, "
                      f"{stats['images_per_s']:.1f} decoded images/s "
                      f"({stats['from_journal']} taken from the journal)")
     return "\n".join(lines)
@@ -667,14 +449,14 @@ def collect(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
             max_redirects: int = 10, md5: str = "flag", limit: int | None = None,
             placeholders: str | os.PathLike[str] | None = None, placeholder_people: int = 3,
             placeholder_distance: int = 4, near_threshold: int = 8,
-            retry_failed: bool = False, progress: bool = True,
-            verbose: bool = True) -> pd.DataFrame:
+            retry_failed: bool = False, processes: int | None = None,
+            progress: bool = True, verbose: bool = True) -> pd.DataFrame:
     """Download (or import) the photos of a source into ``out``; return the manifest.
 
     Args:
         source: A PubFig-format URL list, or a folder with one sub-folder per person.
         out: The stage folder (``images/``, ``manifest.csv``, ``journal.jsonl``).
-        workers: Concurrent downloads (threads).
+        workers: Concurrent downloads (threads, in all processes together).
         timeout: Read timeout per attempt, seconds.
         connect_timeout: Connect timeout per attempt, seconds.
         deadline: Total seconds per URL, retries included (default ``3 * timeout``).
@@ -692,6 +474,11 @@ def collect(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
             same" there.
         near_threshold: phash and dhash bits within which two photos are near duplicates.
         retry_failed: Try again URLs the journal has as timeout / connection / HTTP errors.
+        processes: Worker processes sharing the ``workers`` threads (``None``: one per
+            usable CPU, up to 8, for runs of at least 500 URLs/files; 1: everything in
+            this process).  Decoding, hashing and the HTTP stack's Python code share one
+            interpreter lock per process, so on a fast network several processes go
+            faster; on a slow one it is latency, not CPU, that limits.
         progress: Show a tqdm progress bar.
         verbose: Print the summary.
 
@@ -711,6 +498,9 @@ def collect(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
     settings.check()
     if limit is not None and limit < 0:
         raise ValueError(f"--limit must be 0 or more (got {limit})")
+    if processes is not None and processes < 1:
+        raise ValueError(f"--processes must be at least 1 (got {processes}); leave it out "
+                         "for one per CPU")
     rows, folder = _read_source(source)
     out = Path(out).resolve()
     if folder is not None and out.is_relative_to(folder.resolve()):
@@ -754,6 +544,7 @@ def collect(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
             jobs.append((key, target))
     from_journal = len(wanted) - len(jobs)
 
+    processes = choose_processes(processes, len(jobs), settings.workers)
     started = time.perf_counter()
     journal = _Journal(journal_path)
     # urllib3 logs a warning per retry: thousands of lines on a real list; outcomes are rows
@@ -761,7 +552,8 @@ def collect(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
     level = pool_log.level
     pool_log.setLevel(logging.ERROR)
     try:
-        _run_jobs(jobs, settings, images_dir, journal, progress, from_journal, len(wanted))
+        _run_jobs(jobs, settings, images_dir, journal, progress, from_journal, len(wanted),
+                  processes)
     finally:
         journal.close()
         pool_log.setLevel(level)
@@ -771,7 +563,8 @@ def collect(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
     write_manifest(df, out)
     fetched_ok = sum(1 for key, _ in jobs if entries.get(key, {}).get("status") == OK)
     stats = {"fetched": len(jobs), "from_journal": from_journal,
-             "seconds": round(seconds, 3),
+             "seconds": round(seconds, 3), "workers": settings.workers,
+             "processes": processes,
              "urls_per_s": len(jobs) / seconds if seconds > 0 else 0.0,
              "images_per_s": fetched_ok / seconds if seconds > 0 else 0.0,
              "out": str(out)}
@@ -953,6 +746,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--near-threshold", type=int, default=8,
                         help="phash and dhash bits within which photos are near duplicates "
                         "(default 8)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="worker processes sharing the --workers threads (default: one "
+                        "per CPU, up to 8, for 500 URLs or more; 1: all in this process)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="try again URLs that ended in timeout / connection / HTTP errors")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -965,6 +761,6 @@ def run_cli(args: argparse.Namespace) -> int:
             retries=args.retries, max_bytes=args.max_bytes, md5=args.md5, limit=args.limit,
             placeholders=args.placeholders, placeholder_people=args.placeholder_people,
             near_threshold=args.near_threshold, retry_failed=args.retry_failed,
-            progress=not args.no_progress)
+            processes=args.processes, progress=not args.no_progress)
     return 0
 

@@ -17,8 +17,9 @@ order in which downloads finished:
   person differs from its kept copy's is a label conflict, reported in ``reason``.
 
 Perceptual hashes are ImageHash's ``phash`` (DCT) and ``dhash`` (gradient), 64 bits each,
-stored as 16 hex digits; "near" means close in *both* (and the same aspect ratio), which
-keeps look-alike but different photos apart.
+stored as 16 hex digits (computed per photo by :func:`facelab.fetch.image_hashes`);
+"near" means close in *both* (and the same aspect ratio), which keeps look-alike but
+different photos apart.
 """
 
 from __future__ import annotations
@@ -32,44 +33,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from facelab.fetch import HASH_SIDE, image_hashes  # noqa: F401 - hashes are per photo
 from facelab.manifest import OK
 from facelab.sources import parse_rect
 
 PLACEHOLDER = "placeholder"
 DUPLICATE = "duplicate"
-HASH_SIDE = 64  # images are box-reduced to HASH_SIDE x HASH_SIDE before hashing (speed)
-
-
-def image_hashes(image) -> tuple[str, str]:
-    """ImageHash's ``phash`` and ``dhash`` of a decoded PIL image, as 16 hex digits each.
-
-    The image is first box-resized to 64x64 grey (fast, deterministic, and the same for
-    a photo and its resized copies), so hashing costs far less than decoding.  Two
-    independent hashes make near-duplicate detection far safer than one: a near copy must
-    be close in both.
-
-    Args:
-        image: A loaded ``PIL.Image.Image``.
-
-    Returns:
-        ``(phash, dhash)`` as lower-case hex strings.
-    """
-    import imagehash
-    from PIL import Image
-
-    box = Image.Resampling.BOX
-    if image.mode in ("RGB", "L"):   # shrink first: cheaper than converting every pixel
-        gray = image.resize((HASH_SIDE, HASH_SIDE), box).convert("L")
-    else:                            # palette, alpha, CMYK, 16-bit...: convert first
-        gray = image.convert("L").resize((HASH_SIDE, HASH_SIDE), box)
-    return _hex(imagehash.phash(gray)), _hex(imagehash.dhash(gray))
-
-
-def _hex(image_hash) -> str:
-    """Hex digits of an ImageHash (the same text as ``str(hash)``, much faster)."""
-    return np.packbits(np.asarray(image_hash.hash, dtype=bool).ravel()).tobytes().hex()
-
-
 def hash_array(hashes: Sequence[str]) -> np.ndarray:
     """Hex hashes -> ``uint64`` array (for fast Hamming distances)."""
     return np.array([int(h, 16) for h in hashes], dtype=np.uint64)

@@ -19,23 +19,29 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:   # pandas loads on first use: the collection's worker processes never need it
+    import pandas as pd
 
 OK = "ok"
 MANIFEST_NAME = "manifest.csv"
 REQUIRED_COLUMNS = ("person", "status", "reason")
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes,
+                       make_parents: bool = True) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
     Args:
-        path: Destination file; its parent folder is created if needed.
+        path: Destination file.
         data: The bytes to write.
+        make_parents: Create the parent folder if needed (``False`` saves a system call
+            per file where the caller made it once).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -86,6 +92,8 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise FileNotFoundError(
             f"no manifest at {path}: run the stage that writes it first (or pass the folder "
             "that holds its manifest.csv)")
+    import pandas as pd
+
     df = pd.read_csv(path, keep_default_na=False, na_values=[""],
                      dtype={"person": str, "reason": str})
     if "reason" in df.columns:

@@ -323,6 +323,28 @@ def test_every_status_over_real_http(every_status, tmp_path: Path, capsys) -> No
     assert "http_error" in printed and "photos per person" in printed and "images/s" in printed
 
 
+def test_worker_processes_give_the_same_manifest(every_status, tmp_path: Path) -> None:
+    source, web, _ = every_status
+    one = C.collect(source, tmp_path / "one", deadline=3.0, processes=1, **FAST)
+    two = C.collect(source, tmp_path / "two", deadline=3.0, processes=2, **FAST)
+    assert list(zip(two["person"], two["status"], strict=True)) == EXPECTED
+    assert two.attrs["collect"]["processes"] == 2 and one.attrs["collect"]["processes"] == 1
+    same = ["person", "imagenum", "status", "path", "sha256", "width", "height", "bytes",
+            "md5_ok", "dup_group", "phash", "dhash"]
+    pd.testing.assert_frame_equal(one[same], two[same])
+    assert not [p for p in (tmp_path / "two" / "images").iterdir() if p.name.startswith(".")]
+
+
+def test_process_count_choice_and_argument_check(tmp_path: Path) -> None:
+    assert C.choose_processes(None, C.PROCESS_MIN_JOBS - 1, 16) == 1
+    assert C.choose_processes(None, 10_000, 16) == min(C.usable_cpus(), 16, C.MAX_PROCESSES)
+    assert C.choose_processes(None, 10_000, 1) == 1
+    assert C.choose_processes(4, 10, 2) == 2          # every process needs a thread
+    with pytest.raises(ValueError, match="--processes"):
+        C.collect(write_list(tmp_path / "l.txt", []), tmp_path / "o", processes=0,
+                  progress=False)
+
+
 def test_md5_reject_from_the_journal(every_status, tmp_path: Path) -> None:
     source, web, _ = every_status
     out = tmp_path / "c"
@@ -410,8 +432,9 @@ def _journal_keys(path: Path) -> set[str]:
     return keys
 
 
-def test_killed_run_resumes_without_refetching_and_ends_identical(web: Web,
-                                                                   tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_killed_run_resumes_without_refetching_and_ends_identical(web: Web, tmp_path: Path,
+                                                                   processes: str) -> None:
     placeholder = photo(500)
     rows = []
     for i in range(48):
@@ -433,7 +456,7 @@ def test_killed_run_resumes_without_refetching_and_ends_identical(web: Web,
 
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "facelab", "collect", str(source), "--out", str(out),
-           "--workers", "3", "--timeout", "2", "--no-progress"]
+           "--workers", "3", "--timeout", "2", "--no-progress", "--processes", processes]
     journal = out / "journal.jsonl"
     web.hits.clear()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -468,16 +491,19 @@ def test_killed_run_resumes_without_refetching_and_ends_identical(web: Web,
     assert again["status"].tolist() == whole["status"].tolist()
 
 
-def test_ctrl_c_keeps_finished_work(web: Web, tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_ctrl_c_keeps_finished_work(web: Web, tmp_path: Path, processes: str) -> None:
     rows = [(f"P{i % 3}", i + 1, web.bytes(f"/c/{i}.jpg", photo(900 + i), delay=0.3),
              md5(photo(900 + i))) for i in range(16)]
     source = write_list(tmp_path / "list.txt", rows)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "facelab", "collect", str(source), "--out", str(out),
-           "--workers", "2", "--no-progress"]
+           "--workers", "2", "--no-progress", "--processes", processes]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # a suite started in the background (nohup, &) ignores SIGINT, and so would the child
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while len(_journal_keys(out / "journal.jsonl")) < 4 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -491,6 +517,35 @@ def test_ctrl_c_keeps_finished_work(web: Web, tmp_path: Path) -> None:
     df = C.collect(source, out, **FAST)
     assert sum(web.hits.values()) == 16 - len(finished)
     assert (df["status"] == "ok").all()
+
+
+def test_a_dead_worker_process_leaves_rows_not_a_crash(web: Web, tmp_path: Path) -> None:
+    import multiprocessing
+
+    rows = [(f"P{i % 4}", i + 1, web.bytes(f"/w/{i}.jpg", photo(1000 + i), delay=0.2),
+             md5(photo(1000 + i))) for i in range(40)]
+    source = write_list(tmp_path / "list.txt", rows)
+    out = tmp_path / "out"
+    result: dict[str, pd.DataFrame] = {}
+    run = threading.Thread(target=lambda: result.update(df=C.collect(
+        source, out, processes=2, **{**FAST, "workers": 4})))
+    run.start()
+    deadline = time.monotonic() + 60
+    while len(_journal_keys(out / "journal.jsonl")) < 6 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    victim = [p for p in multiprocessing.active_children()
+              if p.name == "facelab-collect-worker"][0]
+    os.kill(victim.pid, signal.SIGKILL)
+    run.join(timeout=120)
+    df = result["df"]
+    lost = df[df["status"] == "connection_error"]
+    assert 1 <= len(lost) <= 4          # at most 2 jobs per thread were in flight there
+    assert lost["reason"].str.contains("worker process fetching it died").all()
+    assert lost["reason"].str.contains("signal 9").all()
+    assert (df["status"] != "connection_error").sum() == 40 - len(lost)   # replaced: the rest ran
+    assert not multiprocessing.active_children()
+    again = C.collect(source, out, retry_failed=True, processes=2, **FAST)
+    assert (again["status"] == "ok").all()
 
 
 # ----------------------------------------------------------------------------- real list, CLI
@@ -533,6 +588,35 @@ def test_plot_helpers_smoke(every_status, tmp_path: Path) -> None:
     assert table.loc["ok", "ok"] == 1 and table.loc["ok", "duplicate"] == 2  # Gus 1 too
     assert table.loc["(not in truth)"].sum() == len(df) - 4
     plt.close("all")
+
+
+def _colour_decode_ok(data: bytes) -> bool:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_luma_decode_fails_exactly_where_a_colour_decode_fails(progressive: bool) -> None:
+    rng = np.random.default_rng(5)
+    image = Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).resize(
+        (320, 240), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=85, progressive=progressive, subsampling=2)
+    data = buf.getvalue()
+    variants = [data] + [data[: int(len(data) * f)] for f in (0.3, 0.5, 0.8, 0.95, 0.995)]
+    scan = data.rindex(b"\xff\xda")                   # start of the (last) scan
+    for offset in (scan + 40, (scan + len(data)) // 2, len(data) - 60):
+        flipped = bytearray(data)
+        flipped[offset] ^= 0x5A
+        variants.append(bytes(flipped))
+    for variant in variants:
+        expected = "ok" if _colour_decode_ok(variant) else "corrupt"
+        assert C.inspect_image(variant)[0] == expected
+    assert C.inspect_image(data[: len(data) // 2])[0] == "corrupt"
 
 
 def test_inspect_image_rejects_what_is_not_a_photo() -> None:

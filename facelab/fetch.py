@@ -1,0 +1,573 @@
+"""Collection, one photo at a time: download or read it, check it by decoding, hash it, store it.
+
+:mod:`facelab.collect` runs the stage; this module is the per-photo work it hands to its
+threads, and the entry point of the worker processes it starts for large lists
+(:func:`worker_process`).  It imports only the standard library at import time, so a
+worker process starts in a fraction of a second (no pandas, no SciPy, no TensorFlow).
+
+Every photo ends as one :class:`Outcome` (one line of the collection journal) with a
+status of :data:`PHOTO_STATUSES`; nothing the web or a file does raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from facelab.manifest import OK, atomic_write_bytes
+
+HTTP_ERROR = "http_error"
+TIMEOUT = "timeout"
+CONNECTION_ERROR = "connection_error"
+TOO_MANY_REDIRECTS = "too_many_redirects"
+NOT_IMAGE = "not_image"
+CORRUPT = "corrupt"
+TOO_LARGE = "too_large"
+UNSUPPORTED_URL = "unsupported_url"
+# what one URL or file can end as (placeholders, duplicates and md5 are decided later,
+# across photos, by facelab.collect)
+PHOTO_STATUSES = (OK, HTTP_ERROR, TIMEOUT, CONNECTION_ERROR, TOO_MANY_REDIRECTS, NOT_IMAGE,
+                  CORRUPT, TOO_LARGE, UNSUPPORTED_URL)
+
+FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp",
+                     "WEBP": ".webp", "TIFF": ".tif", "MPO": ".jpg"}
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+CHUNK = 64 * 1024
+USER_AGENT = "facelab-collect/0.1 (+research; PubFig-format list downloader)"
+HASH_SIDE = 64  # images are box-reduced to HASH_SIDE x HASH_SIDE before hashing (speed)
+
+
+@dataclass(frozen=True)
+class CollectSettings:
+    """Settings of one collection run (see :func:`facelab.collect.collect` for their meaning)."""
+
+    workers: int = 16
+    timeout: float = 10.0
+    connect_timeout: float = 5.0
+    deadline: float | None = None
+    retries: int = 2
+    backoff: float = 0.5
+    max_bytes: int = 20_000_000
+    max_pixels: int = 50_000_000
+    max_redirects: int = 10
+    md5: str = "flag"
+    placeholder_people: int = 3
+    placeholder_distance: int = 4
+    near_threshold: int = 8
+    user_agent: str = USER_AGENT
+
+    @property
+    def total_deadline(self) -> float:
+        """Seconds one URL may take in all (default: three read timeouts)."""
+        return self.deadline if self.deadline is not None else 3 * self.timeout
+
+    def check(self) -> None:
+        """Raise ``ValueError`` for settings that cannot work."""
+        if self.workers < 1:
+            raise ValueError(f"--workers must be at least 1 (got {self.workers})")
+        for name in ("timeout", "connect_timeout", "total_deadline"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive (got {getattr(self, name)})")
+        if self.retries < 0:
+            raise ValueError(f"--retries must be 0 or more (got {self.retries})")
+        if self.max_bytes < 1 or self.max_pixels < 1:
+            raise ValueError("--max-bytes and max_pixels must be positive")
+        if self.md5 not in ("flag", "reject"):
+            raise ValueError(f"--md5 must be 'flag' or 'reject' (got {self.md5!r})")
+
+
+@dataclass
+class Outcome:
+    """What happened to one URL or file: one line of the journal."""
+
+    key: str
+    status: str
+    reason: str = ""
+    sha256: str = ""
+    ext: str = ""
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    md5: str = ""
+    phash: str = ""
+    dhash: str = ""
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- hashing
+
+_DCT: Any = None
+
+
+def _dct_matrix():
+    """SciPy's unnormalised 32-point DCT-II as a matrix (``dct(x) == M @ x``)."""
+    global _DCT
+    if _DCT is None:
+        import numpy as np
+
+        n = np.arange(32)
+        _DCT = 2.0 * np.cos(np.pi * np.outer(n, 2 * n + 1) / 64)
+    return _DCT
+
+
+def image_hashes(image) -> tuple[str, str]:
+    """ImageHash's ``phash`` and ``dhash`` of a decoded PIL image, as 16 hex digits each.
+
+    The image is first box-resized to 64x64 grey (fast, deterministic, and the same for
+    a photo and its resized copies), so hashing costs far less than decoding.  The bits
+    are exactly ``imagehash.phash`` / ``imagehash.dhash`` of that 64x64 image (the DCT is
+    one small matrix product here, without importing SciPy).  Two independent hashes make
+    near-duplicate detection far safer than one: a near copy must be close in both.
+
+    Args:
+        image: A loaded ``PIL.Image.Image``.
+
+    Returns:
+        ``(phash, dhash)`` as lower-case hex strings.
+    """
+    import numpy as np
+    from PIL import Image
+
+    box, lanczos = Image.Resampling.BOX, Image.Resampling.LANCZOS
+    if image.mode in ("RGB", "L"):   # shrink first: cheaper than converting every pixel
+        gray = image.resize((HASH_SIDE, HASH_SIDE), box).convert("L")
+    else:                            # palette, alpha, CMYK, 16-bit...: convert first
+        gray = image.convert("L").resize((HASH_SIDE, HASH_SIDE), box)
+    dct = _dct_matrix()
+    pixels = np.asarray(gray.resize((32, 32), lanczos), dtype=np.float64)
+    low = (dct @ pixels @ dct.T)[:8, :8]
+    steps = np.asarray(gray.resize((9, 8), lanczos))
+    return (np.packbits(low > np.median(low)).tobytes().hex(),
+            np.packbits(steps[:, 1:] > steps[:, :-1]).tobytes().hex())
+
+
+# --------------------------------------------------------------------------- decoding
+
+def _preview(data: bytes) -> str:
+    head = data[:40].decode("ascii", errors="replace")
+    return "".join(c if c.isprintable() else "." for c in head)
+
+
+def _decode(image) -> None:
+    """Decode the whole image (truncated or corrupt data raises here).
+
+    An RGB JPEG is decoded to its luma plane at full resolution: libjpeg still reads and
+    entropy-decodes every block of every component (truncation and corrupt data fail just
+    as in a colour decode), but skips the chroma upsampling and colour conversion that
+    neither the check nor the hashes need (about a third of the decode's CPU).
+    """
+    if image.format == "JPEG" and image.mode == "RGB":
+        image.draft("L", image.size)
+    image.load()
+
+
+def inspect_image(data: bytes, max_pixels: int = 50_000_000) -> tuple[str, str, dict[str, Any]]:
+    """Decode bytes with Pillow and say whether they are a usable photo.
+
+    Magic bytes are not trusted: the whole image is decoded (formats whose Pillow plugin
+    checks more in ``verify``, such as PNG's chunk CRCs, are verified first).
+
+    Args:
+        data: The file's bytes.
+        max_pixels: Larger images are refused as decompression bombs (before decoding).
+
+    Returns:
+        ``(status, reason, info)``: status ``ok``, ``not_image``, ``corrupt`` or
+        ``too_large``; ``info`` has ``format``, ``ext``, ``width``, ``height``, ``phash``
+        and ``dhash`` for ``ok``.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        return NOT_IMAGE, "empty response body", {}
+    fmt = ""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt = image.format or ""
+            width, height = image.size
+            if width * height > max_pixels:
+                return TOO_LARGE, (f"decompression bomb refused: {width}x{height} = "
+                                   f"{width * height:,} pixels > {max_pixels:,}"), {}
+            if fmt not in FORMAT_EXTENSIONS:
+                return NOT_IMAGE, f"{fmt} is not a photo format facelab keeps", {}
+            if type(image).verify is not Image.Image.verify:
+                # the format checks more than a decode does (PNG: chunk CRCs); verify()
+                # leaves the image unusable, so decode from a fresh open below
+                image.verify()
+                stage = "decode"
+            else:
+                stage = "loaded"
+                _decode(image)
+                phash, dhash = image_hashes(image)
+    except Image.DecompressionBombError as error:
+        return TOO_LARGE, f"decompression bomb refused: {error}", {}
+    except UnidentifiedImageError:
+        return NOT_IMAGE, f"not an image Pillow can decode (starts with {_preview(data)!r})", {}
+    except Exception as error:  # noqa: BLE001 - any decoder failure is data
+        return CORRUPT, f"cannot decode the {fmt or 'image'} data: {error}", {}
+    if stage == "decode":
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                _decode(image)
+                phash, dhash = image_hashes(image)
+        except Image.DecompressionBombError as error:
+            return TOO_LARGE, f"decompression bomb refused: {error}", {}
+        except Exception as error:  # noqa: BLE001 - truncated / broken data
+            return CORRUPT, f"cannot decode the {fmt} data: {error}", {}
+    return OK, "", {"format": fmt, "ext": FORMAT_EXTENSIONS[fmt], "width": width,
+                    "height": height, "phash": phash, "dhash": dhash}
+
+
+def store(data: bytes, images_dir: Path, key: str, max_pixels: int,
+          started: float) -> Outcome:
+    """Decode ``data`` and store it content-addressed in ``images_dir`` (which must exist).
+
+    Returns:
+        The outcome (one journal line).
+    """
+    status, reason, info = inspect_image(data, max_pixels)
+    outcome = Outcome(key, status, reason, bytes=len(data),
+                      md5=hashlib.md5(data, usedforsecurity=False).hexdigest())
+    if status == OK:
+        sha = hashlib.sha256(data).hexdigest()
+        target = images_dir / f"{sha}{info['ext']}"
+        if not target.exists():
+            atomic_write_bytes(target, data, make_parents=False)
+        outcome.sha256, outcome.ext = sha, info["ext"]
+        outcome.phash, outcome.dhash = info["phash"], info["dhash"]
+        outcome.width, outcome.height = info["width"], info["height"]
+    outcome.seconds = round(time.monotonic() - started, 4)
+    return outcome
+
+
+# --------------------------------------------------------------------------- downloading
+
+_local = threading.local()
+
+
+def _deadline_retry_class():
+    from urllib3.util.retry import Retry
+
+    class DeadlineRetry(Retry):
+        """urllib3 Retry that also stops at the calling thread's per-URL deadline."""
+
+        def _remaining(self) -> float:
+            deadline = getattr(_local, "deadline", None)
+            return float("inf") if deadline is None else deadline - time.monotonic()
+
+        def is_exhausted(self) -> bool:
+            return self._remaining() <= 0 or super().is_exhausted()
+
+        def get_backoff_time(self) -> float:
+            return max(0.0, min(super().get_backoff_time(), self._remaining()))
+
+        def get_retry_after(self, response) -> float | None:
+            after = super().get_retry_after(response)
+            if after is None:
+                return None
+            return max(0.0, min(after, self.backoff_max, self._remaining()))
+
+    return DeadlineRetry
+
+
+def make_session(settings: CollectSettings):
+    """Make a ``requests.Session`` with urllib3 ``Retry`` (backoff on 429/5xx, connection errors).
+
+    Args:
+        settings: Retries, backoff, redirect limit and user agent.
+
+    Returns:
+        The session (one per worker thread: sessions are not shared between threads).
+    """
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    retry = _deadline_retry_class()(
+        total=settings.retries, connect=settings.retries, read=settings.retries,
+        status=settings.retries, other=0, redirect=None,
+        backoff_factor=settings.backoff, backoff_max=max(settings.backoff * 8, 1.0),
+        status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET", "HEAD"}),
+        raise_on_status=False, respect_retry_after_header=True)
+    session = requests.Session()
+    # proxies from the environment are read once here, not per request (trust_env costs
+    # a netrc lookup and proxy-bypass checks on every call)
+    session.proxies.update(urllib.request.getproxies())
+    session.trust_env = False
+    session.max_redirects = settings.max_redirects
+    session.headers["User-Agent"] = settings.user_agent
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=4)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _thread_session(settings: CollectSettings, registry: list):
+    session = getattr(_local, "session", None)
+    if session is None or getattr(_local, "settings", None) is not settings:
+        session = make_session(settings)
+        _local.session, _local.settings = session, settings
+        registry.append(session)
+    return session
+
+
+def _wraps(error: BaseException, types: tuple[type, ...],
+           prune: tuple[type, ...] = ()) -> bool:
+    """Whether an exception, or anything it wraps, is one of ``types``.
+
+    Walks ``args``, ``reason``, ``__cause__`` and ``__context__``; an exception of a
+    ``prune`` type is not matched and not looked into.
+    """
+    seen: set[int] = set()
+    stack: list[Any] = [error]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen or isinstance(item, prune):
+            continue
+        seen.add(id(item))
+        if isinstance(item, types):
+            return True
+        stack.extend(item.args)
+        stack.extend([getattr(item, "reason", None), item.__cause__, item.__context__])
+    return False
+
+
+def _incomplete_read_types() -> tuple[type, ...]:
+    import http.client
+
+    from urllib3.exceptions import IncompleteRead
+
+    return (http.client.IncompleteRead, IncompleteRead)
+
+
+def _is_timeout(error: BaseException) -> bool:
+    """Whether an exception (or anything it wraps) is a timeout."""
+    import socket
+
+    from urllib3.exceptions import (
+        ConnectTimeoutError,
+        NewConnectionError,
+        ReadTimeoutError,
+        TimeoutError,
+    )
+
+    # NewConnectionError subclasses ConnectTimeoutError but is a refused connection
+    return _wraps(error, (ConnectTimeoutError, ReadTimeoutError, TimeoutError, socket.timeout),
+                  prune=(NewConnectionError,))
+
+
+def fetch_url(url: str, settings: CollectSettings, images_dir: Path,
+              session=None, key: str | None = None) -> Outcome:
+    """Download one URL, decode it and store it content-addressed.
+
+    Never raises for anything the web does: every failure is an :class:`Outcome` with a
+    status of :data:`STATUSES`.
+
+    Args:
+        url: An http(s) URL.
+        settings: Timeouts, retries, byte cap and so on.
+        images_dir: Where decoded photos are stored as ``<sha256>.<ext>``.
+        session: A session from :func:`make_session` (default: this thread's own).
+        key: The journal key (default: the URL).
+
+    Returns:
+        The outcome (one journal line).
+    """
+    import requests
+
+    key = key or url
+    started = time.monotonic()
+    _local.deadline = started + settings.total_deadline
+    session = session or _thread_session(settings, [])
+    read_timeout = min(settings.timeout, settings.total_deadline)
+
+    def done(status: str, reason: str, **extra: Any) -> Outcome:
+        return Outcome(key, status, reason, seconds=round(time.monotonic() - started, 4),
+                       extra=extra)
+
+    try:
+        # prepared directly and sent: Session.request's per-call merging of settings costs
+        # more CPU than decoding a photo (the session's headers, cookies and redirect
+        # handling still apply)
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method="GET", url=url, headers=session.headers,
+                         cookies=session.cookies, hooks=session.hooks)
+        response = session.send(prepared, stream=True, allow_redirects=True,
+                                timeout=(settings.connect_timeout, read_timeout))
+    except requests.exceptions.TooManyRedirects as error:
+        return done(TOO_MANY_REDIRECTS, f"more than {settings.max_redirects} redirects "
+                    f"({error})")
+    except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidURL) as error:
+        return done(UNSUPPORTED_URL, f"cannot fetch this URL: {error}")
+    except requests.exceptions.RequestException as error:
+        if _is_timeout(error):
+            return done(TIMEOUT, f"no answer within the timeouts (connect "
+                        f"{settings.connect_timeout:g} s, read {read_timeout:g} s, "
+                        f"{settings.retries} retries): {type(error).__name__}")
+        return done(CONNECTION_ERROR, f"{type(error).__name__}: {error}"[:300])
+    except Exception as error:  # noqa: BLE001 - never kill a long run
+        return done(CONNECTION_ERROR, f"unexpected {type(error).__name__}: {error}"[:300])
+    with response:
+        code = response.status_code
+        if code >= 300:
+            return done(HTTP_ERROR, f"HTTP {code} {response.reason or ''}".strip(),
+                        http_status=code)
+        announced = response.headers.get("Content-Length", "")
+        if announced.isdigit() and int(announced) > settings.max_bytes:
+            return done(TOO_LARGE, f"server announced {int(announced):,} bytes > "
+                        f"--max-bytes {settings.max_bytes:,} (not downloaded)")
+        body = bytearray()
+        try:
+            # read1: whatever has arrived (never blocks for a full chunk), so a trickling
+            # server cannot outlive the deadline
+            while chunk := response.raw.read1(CHUNK, decode_content=True):
+                body += chunk
+                if len(body) > settings.max_bytes:
+                    return done(TOO_LARGE, f"more than --max-bytes {settings.max_bytes:,} "
+                                "bytes (download stopped)")
+                if time.monotonic() > _local.deadline:
+                    return done(TIMEOUT, f"not complete within the "
+                                f"{settings.total_deadline:g} s deadline ({len(body):,} "
+                                "bytes so far)")
+        except Exception as error:  # noqa: BLE001 - urllib3/socket errors mid-body are data
+            if _is_timeout(error):
+                return done(TIMEOUT, f"read timeout ({read_timeout:g} s) after "
+                            f"{len(body):,} bytes")
+            if _wraps(error, _incomplete_read_types()):
+                return done(CORRUPT, f"truncated: the server closed the connection after "
+                            f"{len(body):,} of the {announced or '?'} bytes it announced")
+            return done(CONNECTION_ERROR, f"connection broken after {len(body):,} bytes: "
+                        f"{type(error).__name__}: {error}"[:300])
+    outcome = store(bytes(body), images_dir, key, settings.max_pixels, started)
+    return outcome
+
+
+def import_file(path: Path, settings: CollectSettings, images_dir: Path, key: str) -> Outcome:
+    """Import one local photo (the folder source): decode it and store it content-addressed.
+
+    Args:
+        path: The photo.
+        settings: Byte and pixel caps.
+        images_dir: Where decoded photos are stored.
+        key: The journal key.
+
+    Returns:
+        The outcome (one journal line).
+    """
+    started = time.monotonic()
+    try:
+        size = path.stat().st_size
+        if size > settings.max_bytes:
+            return Outcome(key, TOO_LARGE, f"{size:,} bytes > --max-bytes "
+                           f"{settings.max_bytes:,}", bytes=size)
+        data = path.read_bytes()
+    except OSError as error:
+        return Outcome(key, CORRUPT, f"cannot read the file: {error}")
+    return store(data, images_dir, key, settings.max_pixels, started)
+
+
+
+def run_job(job: tuple[str, Any], settings: CollectSettings, images_dir: Path,
+            sessions: list) -> Outcome:
+    """Run one collection job: ``(key, url)`` downloads, ``(key, Path)`` imports a file.
+
+    Args:
+        job: The journal key and the URL (``str``) or file (``Path``).
+        settings: The run's settings.
+        images_dir: Where photos are stored (must exist).
+        sessions: This thread's session is added here on first use (to close them later).
+
+    Returns:
+        The outcome; even a bug becomes one (``connection_error``), never an exception.
+    """
+    key, target = job
+    try:
+        if isinstance(target, Path):
+            return import_file(target, settings, images_dir, key)
+        return fetch_url(target, settings, images_dir, _thread_session(settings, sessions), key)
+    except Exception as error:  # noqa: BLE001 - a bug must not lose the run
+        return Outcome(key, CONNECTION_ERROR, f"unexpected {type(error).__name__}: "
+                       f"{error}"[:300])
+
+
+# --------------------------------------------------------------------------- worker processes
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """End this process as soon as the collecting process is gone (even SIGKILLed).
+
+    A worker must never outlive its parent: a killed run is resumed by starting it again,
+    and an orphan still downloading would fetch URLs twice.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:      # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:                # every platform: poll, in case prctl is missing
+        while os.getppid() == parent_pid:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="facelab-parent-watch", daemon=True).start()
+
+
+def worker_process(conn, settings: CollectSettings, images_dir: Path, threads: int,
+                   parent_pid: int) -> None:
+    """Entry point of one collection worker process (started by :mod:`facelab.collect`).
+
+    ``threads`` threads take jobs from ``conn`` one at a time (``None`` stops a thread) and
+    send back one :class:`Outcome` per job; the parent journals them.  Several processes
+    let a large collection use every core (decoding, hashing and the HTTP stack's Python
+    code share one interpreter lock per process).  Ctrl-C is the parent's to handle.
+
+    Args:
+        conn: This worker's end of a duplex ``multiprocessing`` pipe.
+        settings: The run's settings.
+        images_dir: Where photos are stored (exists).
+        threads: Concurrent jobs in this process.
+        parent_pid: The collecting process; this one exits as soon as it is gone.
+    """
+    _exit_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sessions: list = []
+    receiving, sending = threading.Lock(), threading.Lock()
+
+    def loop() -> None:
+        while True:
+            with receiving:
+                try:
+                    job = conn.recv()
+                except (EOFError, OSError):
+                    return
+            if job is None:
+                return
+            outcome = run_job(job, settings, images_dir, sessions)
+            with sending:
+                try:
+                    conn.send(outcome)
+                except OSError:
+                    return
+
+    pool = [threading.Thread(target=loop, name=f"facelab-fetch-{i}", daemon=True)
+            for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    for session in sessions:
+        session.close()
