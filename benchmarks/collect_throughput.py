@@ -7,8 +7,10 @@ Usage::
 
 What is measured.  Every tool downloads the same lists of demo-photo URLs from the same
 static HTTP/1.1 server (a separate process on 127.0.0.1, keep-alive like real web servers;
-``--http10`` closes every connection) with matching settings: 16 concurrent downloads in
-all, timeout 10 s, no retries, no resizing, sha256 computed, EXIF off.  img2dataset
+``--http10`` closes every connection; ``--rtt-ms`` makes it answer like a distant host: one
+round trip per request and one more per new connection, what TCP's handshake costs) with
+matching settings: 16 concurrent downloads in all, timeout 10 s, no retries, no resizing,
+sha256 computed, EXIF off.  img2dataset
 (``--resize_mode no --skip_reencode True``) still decodes every image with OpenCV; facelab
 decodes every image with Pillow (RGB JPEGs to their luma plane, see
 ``facelab.fetch._decode``) and computes sha256, md5, phash and dhash for its dedup.
@@ -57,7 +59,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = """
-import sys
+import sys, time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 class Server(ThreadingHTTPServer):
@@ -66,6 +68,13 @@ class Server(ThreadingHTTPServer):
 class Quiet(SimpleHTTPRequestHandler):
     protocol_version = sys.argv[3]
     disable_nagle_algorithm = True   # TCP_NODELAY, as real web servers do
+    rtt = float(sys.argv[4])
+    def setup(self):
+        super().setup()
+        time.sleep(self.rtt)         # a new connection: TCP's handshake costs one round trip
+    def send_head(self):
+        time.sleep(self.rtt)         # each request: one round trip before the answer arrives
+        return super().send_head()
     def log_message(self, *a):
         pass
 Server(("127.0.0.1", int(sys.argv[2])), partial(Quiet, directory=sys.argv[1])).serve_forever()
@@ -213,6 +222,9 @@ def main() -> int:
     parser.add_argument("--baseline", choices=("img2dataset", "requests"), default=None)
     parser.add_argument("--http10", action="store_true",
                         help="server closes every connection (HTTP/1.0) instead of keep-alive")
+    parser.add_argument("--rtt-ms", type=float, default=0.0,
+                        help="emulate a distant server: each answer waits one round trip, and "
+                        "a new connection one more (the TCP handshake); default 0")
     args = parser.parse_args()
     baseline = args.baseline or ("img2dataset" if args.img2dataset else "requests")
     if baseline == "img2dataset" and not args.img2dataset:
@@ -233,7 +245,8 @@ def main() -> int:
             tools.append(f"img2dataset {processes}x{args.threads // processes}")
     port = free_port()
     protocol = "HTTP/1.0" if args.http10 else "HTTP/1.1"
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(demo), str(port), protocol])
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(demo), str(port), protocol,
+                               str(args.rtt_ms / 1000)])
     work = Path(tempfile.mkdtemp(prefix="facelab-bench-", dir=out_base(args.out_base)))
     try:
         time.sleep(1.0)
@@ -241,9 +254,9 @@ def main() -> int:
                  for n in sizes}
         print(f"lists of {' and '.join(f'{n:,}' for n in sizes)} URLs of {len(photos):,} "
               f"distinct demo photos from {demo}, served by a static {protocol} server "
-              f"process; {args.threads} downloads at once, timeout {args.timeout:g} s, no "
-              f"retries; facelab in {processes} process(es); {os.cpu_count()} CPUs; outputs "
-              f"in {work}")
+              f"process (emulated round trip {args.rtt_ms:g} ms); {args.threads} downloads at "
+              f"once, timeout {args.timeout:g} s, no retries; facelab in {processes} "
+              f"process(es); {os.cpu_count()} CPUs; outputs in {work}")
         seconds: dict[tuple[str, int], list[float]] = {}
         rates: dict[tuple[str, int], list[float]] = {}
         cpu_ms: dict[tuple[str, int], list[float]] = {}

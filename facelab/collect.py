@@ -31,9 +31,11 @@ by about ``2 * workers * max_bytes``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -62,7 +64,8 @@ from facelab.fetch import (  # noqa: F401 - the per-photo API is also reachable 
     inspect_image,
     make_session,
     run_job,
-    worker_process,
+    start_worker,
+    workers_supported,
 )
 from facelab.manifest import OK, write_manifest
 from facelab.sources import BAD_ROW, read_folder, read_pubfig_list
@@ -185,7 +188,10 @@ def choose_processes(processes: int | None, jobs: int, workers: int) -> int:
     Returns:
         ``processes`` capped at ``workers``; automatically one per usable CPU (at most
         :data:`MAX_PROCESSES`), but a single process below :data:`PROCESS_MIN_JOBS` jobs.
+        Always 1 where worker processes are not supported (not POSIX).
     """
+    if not workers_supported():
+        return 1
     if processes is not None:
         return max(1, min(processes, workers))
     if jobs < PROCESS_MIN_JOBS:
@@ -254,9 +260,9 @@ class _Worker:
 
 
 def _death(process: Any) -> str:
-    process.join(timeout=5)
-    code = process.exitcode
-    if code is None:
+    try:
+        code = process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
         return "its pipe closed"
     return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
 
@@ -265,27 +271,20 @@ def _run_in_processes(jobs: list[tuple[str, Any]], settings: CollectSettings,
                       images_dir: Path, journal: _Journal, bar: Any, processes: int) -> int:
     """Run the jobs in worker processes that share ``settings.workers`` threads.
 
-    The parent feeds each worker at most two jobs per thread and journals every outcome as
-    it arrives, so the journal has one writer and a killed run resumes as before (workers
-    exit as soon as the parent is gone).  A worker that dies (killed, out of memory) after
-    finishing photos leaves the URLs it had in flight as ``connection_error`` rows
-    (``--retry-failed`` tries them again) and is replaced.
+    Each worker is a fresh interpreter (:func:`facelab.fetch.start_worker`).  The parent
+    feeds each worker at most two jobs per thread and journals every outcome as it arrives,
+    so the journal has one writer and a killed run resumes as before (workers exit as soon
+    as the parent is gone).  A worker that dies (killed, out of memory) after finishing
+    photos leaves the URLs it had in flight as ``connection_error`` rows (``--retry-failed``
+    tries them again) and is replaced.
     """
-    import multiprocessing
     from multiprocessing.connection import wait as wait_for
 
-    context = multiprocessing.get_context("spawn")   # never fork a process holding threads
     workers: list[_Worker] = []
     position = finished = replaced = 0
 
     def start(threads: int) -> _Worker:
-        ours, theirs = context.Pipe()
-        process = context.Process(
-            target=worker_process, name="facelab-collect-worker", daemon=True,
-            args=(theirs, settings, images_dir, threads, os.getpid()))
-        process.start()
-        theirs.close()
-        worker = _Worker(process, ours, threads)
+        worker = _Worker(*start_worker(settings, images_dir, threads), threads)
         workers.append(worker)
         return worker
 
@@ -343,15 +342,19 @@ def _run_in_processes(jobs: list[tuple[str, Any]], settings: CollectSettings,
                 bar.update(1)
                 feed(worker)
         for worker in workers:
-            for _ in range(worker.threads):
-                worker.conn.send(None)
+            try:
+                for _ in range(worker.threads):
+                    worker.conn.send(None)
+            except OSError:     # it ended after its last photo: nothing is lost
+                pass
         for worker in workers:
-            worker.process.join(timeout=30)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.process.wait(timeout=30)
     finally:
         for worker in workers:      # interrupted, or a worker stuck: stop them all now
-            if worker.process.is_alive():
+            if worker.process.poll() is None:
                 worker.process.kill()
-            worker.process.join()
+            worker.process.wait()
             worker.conn.close()
     return finished
 

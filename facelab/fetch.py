@@ -1,9 +1,9 @@
 """Collection, one photo at a time: download or read it, check it by decoding, hash it, store it.
 
 :mod:`facelab.collect` runs the stage; this module is the per-photo work it hands to its
-threads, and the entry point of the worker processes it starts for large lists
-(:func:`worker_process`).  It imports only the standard library at import time, so a
-worker process starts in a fraction of a second (no pandas, no SciPy, no TensorFlow).
+threads, and the worker processes it starts for large lists (:func:`start_worker`).  It
+imports only the standard library at import time, so a worker process starts in a fraction
+of a second (no pandas, no SciPy, no TensorFlow).
 
 Every photo ends as one :class:`Outcome` (one line of the collection journal) with a
 status of :data:`PHOTO_STATUSES`; nothing the web or a file does raises.
@@ -15,6 +15,8 @@ import hashlib
 import io
 import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -370,7 +372,7 @@ def fetch_url(url: str, settings: CollectSettings, images_dir: Path,
     """Download one URL, decode it and store it content-addressed.
 
     Never raises for anything the web does: every failure is an :class:`Outcome` with a
-    status of :data:`STATUSES`.
+    status of :data:`PHOTO_STATUSES`.
 
     Args:
         url: An http(s) URL.
@@ -528,7 +530,7 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 def worker_process(conn, settings: CollectSettings, images_dir: Path, threads: int,
                    parent_pid: int) -> None:
-    """Entry point of one collection worker process (started by :mod:`facelab.collect`).
+    """Serve jobs in this worker process until told to stop (see :func:`start_worker`).
 
     ``threads`` threads take jobs from ``conn`` one at a time (``None`` stops a thread) and
     send back one :class:`Outcome` per job; the parent journals them.  Several processes
@@ -536,7 +538,7 @@ def worker_process(conn, settings: CollectSettings, images_dir: Path, threads: i
     code share one interpreter lock per process).  Ctrl-C is the parent's to handle.
 
     Args:
-        conn: This worker's end of a duplex ``multiprocessing`` pipe.
+        conn: This worker's end of a duplex ``multiprocessing.connection.Connection``.
         settings: The run's settings.
         images_dir: Where photos are stored (exists).
         threads: Concurrent jobs in this process.
@@ -571,3 +573,56 @@ def worker_process(conn, settings: CollectSettings, images_dir: Path, threads: i
         thread.join()
     for session in sessions:
         session.close()
+
+
+def workers_supported() -> bool:
+    """Whether :func:`start_worker` works here (POSIX: it hands the child a socket)."""
+    return os.name == "posix"
+
+
+def start_worker(settings: CollectSettings, images_dir: Path, threads: int):
+    """Start one worker process with ``threads`` threads; return it and its pipe.
+
+    The worker is a fresh interpreter running ``facelab.fetch.worker_main`` (not a
+    ``multiprocessing`` child: those re-run the caller's main script, which breaks scripts
+    without an ``if __name__ == "__main__"`` guard).  Its pipe is a socket pair wrapped in a
+    ``multiprocessing.connection.Connection``: send it jobs ``(key, url or Path)`` and
+    ``None`` per thread to stop; it answers one :class:`Outcome` per job.
+
+    Args:
+        settings: The run's settings.
+        images_dir: Where photos are stored (exists).
+        threads: Concurrent jobs in the worker.
+
+    Returns:
+        ``(process, connection)``: the ``subprocess.Popen`` and the parent's end.
+    """
+    from multiprocessing.connection import Connection
+
+    root = str(Path(__file__).resolve().parent.parent)   # this facelab, whatever sys.path has
+    command = (f"import sys; root = {root!r}; root in sys.path or sys.path.insert(0, root); "
+               "from facelab.fetch import worker_main; worker_main()")
+    ours, theirs = socket.socketpair()
+    try:
+        process = subprocess.Popen([sys.executable, "-c", command, str(theirs.fileno())],
+                                   pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    conn = Connection(ours.detach())
+    conn.send((settings, images_dir, threads, os.getpid()))
+    return process, conn
+
+
+def worker_main() -> None:
+    """Entry point of a worker process started by :func:`start_worker` (``argv[1]``: its pipe)."""
+    from multiprocessing.connection import Connection
+
+    conn = Connection(int(sys.argv[1]))
+    try:
+        settings, images_dir, threads, parent_pid = conn.recv()
+    except (EOFError, OSError):     # the parent is gone already
+        return
+    worker_process(conn, settings, images_dir, threads, parent_pid)

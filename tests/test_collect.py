@@ -335,6 +335,23 @@ def test_worker_processes_give_the_same_manifest(every_status, tmp_path: Path) -
     assert not [p for p in (tmp_path / "two" / "images").iterdir() if p.name.startswith(".")]
 
 
+def test_a_script_without_a_main_guard_can_use_worker_processes(web: Web,
+                                                                 tmp_path: Path) -> None:
+    rows = [(f"P{i % 3}", i + 1, web.bytes(f"/s/{i}.jpg", photo(700 + i)), md5(photo(700 + i)))
+            for i in range(12)]
+    source = write_list(tmp_path / "list.txt", rows)
+    script = tmp_path / "collect_script.py"
+    script.write_text("from facelab import collect\n"
+                      f"df = collect.collect({str(source)!r}, {str(tmp_path / 'out')!r}, "
+                      "processes=2, workers=4, progress=False, verbose=False)\n"
+                      "print((df['status'] == 'ok').sum(), df.attrs['collect']['processes'])\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["12", "2"]
+    assert sum(web.hits.values()) == 12          # each URL fetched once, no re-run script
+
+
 def test_process_count_choice_and_argument_check(tmp_path: Path) -> None:
     assert C.choose_processes(None, C.PROCESS_MIN_JOBS - 1, 16) == 1
     assert C.choose_processes(None, 10_000, 16) == min(C.usable_cpus(), 16, C.MAX_PROCESSES)
@@ -519,9 +536,22 @@ def test_ctrl_c_keeps_finished_work(web: Web, tmp_path: Path, processes: str) ->
     assert (df["status"] == "ok").all()
 
 
-def test_a_dead_worker_process_leaves_rows_not_a_crash(web: Web, tmp_path: Path) -> None:
-    import multiprocessing
+def _worker_pids() -> list[int]:
+    """This process's running collection workers (read from /proc)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"worker_main" in command:
+            pids.append(int(stat.parent.name))
+    return pids
 
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_a_dead_worker_process_leaves_rows_not_a_crash(web: Web, tmp_path: Path) -> None:
     rows = [(f"P{i % 4}", i + 1, web.bytes(f"/w/{i}.jpg", photo(1000 + i), delay=0.2),
              md5(photo(1000 + i))) for i in range(40)]
     source = write_list(tmp_path / "list.txt", rows)
@@ -533,9 +563,7 @@ def test_a_dead_worker_process_leaves_rows_not_a_crash(web: Web, tmp_path: Path)
     deadline = time.monotonic() + 60
     while len(_journal_keys(out / "journal.jsonl")) < 6 and time.monotonic() < deadline:
         time.sleep(0.02)
-    victim = [p for p in multiprocessing.active_children()
-              if p.name == "facelab-collect-worker"][0]
-    os.kill(victim.pid, signal.SIGKILL)
+    os.kill(_worker_pids()[0], signal.SIGKILL)
     run.join(timeout=120)
     df = result["df"]
     lost = df[df["status"] == "connection_error"]
@@ -543,7 +571,7 @@ def test_a_dead_worker_process_leaves_rows_not_a_crash(web: Web, tmp_path: Path)
     assert lost["reason"].str.contains("worker process fetching it died").all()
     assert lost["reason"].str.contains("signal 9").all()
     assert (df["status"] != "connection_error").sum() == 40 - len(lost)   # replaced: the rest ran
-    assert not multiprocessing.active_children()
+    assert not _worker_pids()
     again = C.collect(source, out, retry_failed=True, processes=2, **FAST)
     assert (again["status"] == "ok").all()
 
