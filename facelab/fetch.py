@@ -176,8 +176,9 @@ def _decode(image) -> None:
 def inspect_image(data: bytes, max_pixels: int = 50_000_000) -> tuple[str, str, dict[str, Any]]:
     """Decode bytes with Pillow and say whether they are a usable photo.
 
-    Magic bytes are not trusted: the whole image is decoded (formats whose Pillow plugin
-    checks more in ``verify``, such as PNG's chunk CRCs, are verified first).
+    Magic bytes are not trusted: the whole image is decoded (RGB JPEGs to their luma plane,
+    see :func:`_decode`; formats whose Pillow plugin checks more in ``verify``, such as PNG's
+    chunk CRCs, are verified first).
 
     Args:
         data: The file's bytes.
@@ -476,7 +477,6 @@ def import_file(path: Path, settings: CollectSettings, images_dir: Path, key: st
     except OSError as error:
         return Outcome(key, CORRUPT, f"cannot read the file: {error}")
     return store(data, images_dir, key, settings.max_pixels, started)
-
 
 
 def run_job(job: tuple[str, Any], settings: CollectSettings, images_dir: Path,

@@ -391,7 +391,8 @@ def test_names_never_steer_paths(web: Web, tmp_path: Path) -> None:
     assert created and all(p.is_relative_to(out) for p in created)
 
 
-def test_folder_source_imports_with_the_same_manifest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_folder_source_imports_with_the_same_manifest(tmp_path: Path, processes: int) -> None:
     src = tmp_path / "people"
     for person, seeds in {"Zoë Saldaña": [1, 2], "Brad Pitt": [3, 3, 4]}.items():
         (src / person).mkdir(parents=True)
@@ -400,7 +401,8 @@ def test_folder_source_imports_with_the_same_manifest(tmp_path: Path) -> None:
     (src / "Brad Pitt" / "notes.txt").write_text("not a photo")
     (src / "Brad Pitt" / "fake.jpg").write_bytes(b"<html>nope</html>")
     out = tmp_path / "out"
-    df = C.collect(src, out, **FAST)
+    df = C.collect(src, out, processes=processes, **FAST)
+    assert df.attrs["collect"]["processes"] == processes
     assert list(df.columns) == list(C.MANIFEST_COLUMNS)
     assert df["status"].tolist() == ["ok", "duplicate", "ok", "not_image", "ok", "ok"]
     assert df["source"].tolist()[0] == "Brad Pitt/0.jpg"
