@@ -2,5 +2,5 @@
 
 from facelab.cli import main
 
-if __name__ == "__main__":   # not when a worker process re-imports the main module
+if __name__ == "__main__":   # run, not imported
     raise SystemExit(main())

@@ -256,7 +256,6 @@ class _Worker:
     conn: Any
     threads: int
     in_flight: dict[str, tuple[str, Any]] = field(default_factory=dict)
-    done: int = 0
 
 
 def _death(process: Any) -> str:
@@ -274,14 +273,15 @@ def _run_in_processes(jobs: list[tuple[str, Any]], settings: CollectSettings,
     Each worker is a fresh interpreter (:func:`facelab.fetch.start_worker`).  The parent
     feeds each worker at most two jobs per thread and journals every outcome as it arrives,
     so the journal has one writer and a killed run resumes as before (workers exit as soon
-    as the parent is gone).  A worker that dies (killed, out of memory) after finishing
-    photos leaves the URLs it had in flight as ``connection_error`` rows (``--retry-failed``
-    tries them again) and is replaced.
+    as the parent is gone).  A worker that dies (killed, out of memory) leaves the URLs it
+    had in flight as ``connection_error`` rows (``--retry-failed`` tries them again) and is
+    replaced; but if one dies before any worker has answered at all, workers cannot run
+    here, and that raises.
     """
     from multiprocessing.connection import wait as wait_for
 
     workers: list[_Worker] = []
-    position = finished = replaced = 0
+    position = finished = answered = replaced = 0
 
     def start(threads: int) -> _Worker:
         worker = _Worker(*start_worker(settings, images_dir, threads), threads)
@@ -306,20 +306,22 @@ def _run_in_processes(jobs: list[tuple[str, Any]], settings: CollectSettings,
             start(threads)
         for worker in list(workers):
             feed(worker)
-        while busy := {w.conn: w for w in workers if w.in_flight}:
-            for conn in wait_for(list(busy)):
-                worker = busy[conn]
+        # every worker is watched, busy or not: one that dies shows up as its end of file
+        while position < len(jobs) or any(w.in_flight for w in workers):
+            by_conn = {w.conn: w for w in workers}
+            for conn in wait_for(list(by_conn)):
+                worker = by_conn[conn]
                 try:
                     outcome = conn.recv()
                 except (EOFError, OSError):
                     how = _death(worker.process)
                     workers.remove(worker)
                     worker.conn.close()
-                    if not worker.done:
+                    if not answered:
                         raise RuntimeError(
-                            f"a collection worker process ended ({how}) before finishing any "
-                            "photo; finished work is journalled: rerun the same command, or "
-                            "with --processes 1 to download in this process only") from None
+                            f"a collection worker process ended ({how}) before any photo came "
+                            "back: worker processes cannot run here; rerun with --processes 1 "
+                            "to download in this process only") from None
                     for key in worker.in_flight:
                         journal.write(Outcome(
                             key, CONNECTION_ERROR, f"the worker process fetching it died "
@@ -336,7 +338,7 @@ def _run_in_processes(jobs: list[tuple[str, Any]], settings: CollectSettings,
                             "finished work is journalled: rerun with --processes 1") from None
                     continue
                 worker.in_flight.pop(outcome.key, None)
-                worker.done += 1
+                answered += 1
                 journal.write(outcome)
                 finished += 1
                 bar.update(1)

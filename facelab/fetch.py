@@ -11,6 +11,7 @@ status of :data:`PHOTO_STATUSES`; nothing the web or a file does raises.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -612,7 +613,8 @@ def start_worker(settings: CollectSettings, images_dir: Path, threads: int):
     finally:
         theirs.close()
     conn = Connection(ours.detach())
-    conn.send((settings, images_dir, threads, os.getpid()))
+    with contextlib.suppress(OSError):   # it died at once: its end of file tells the caller
+        conn.send((settings, images_dir, threads, os.getpid()))
     return process, conn
 
 

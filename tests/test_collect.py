@@ -352,6 +352,21 @@ def test_a_script_without_a_main_guard_can_use_worker_processes(web: Web,
     assert sum(web.hits.values()) == 12          # each URL fetched once, no re-run script
 
 
+@pytest.mark.skipif(not Path("/bin/false").exists(), reason="needs /bin/false")
+def test_workers_that_cannot_start_raise_with_what_to_do(web: Web, tmp_path: Path,
+                                                        monkeypatch) -> None:
+    rows = [("P", i + 1, web.bytes(f"/f/{i}.jpg", photo(800 + i)), md5(photo(800 + i)))
+            for i in range(4)]
+    source = write_list(tmp_path / "list.txt", rows)
+    monkeypatch.setattr(sys, "executable", "/bin/false")   # every worker exits at once
+    with pytest.raises(RuntimeError, match="--processes 1"):
+        C.collect(source, tmp_path / "out", processes=2, **FAST)
+    monkeypatch.undo()
+    assert sum(web.hits.values()) == 0
+    df = C.collect(source, tmp_path / "out", processes=1, **FAST)
+    assert (df["status"] == "ok").all()
+
+
 def test_process_count_choice_and_argument_check(tmp_path: Path) -> None:
     assert C.choose_processes(None, C.PROCESS_MIN_JOBS - 1, 16) == 1
     assert C.choose_processes(None, 10_000, 16) == min(C.usable_cpus(), 16, C.MAX_PROCESSES)
