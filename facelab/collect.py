@@ -255,7 +255,7 @@ class _Worker:
     process: Any
     conn: Any
     threads: int
-    in_flight: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    in_flight: set[str] = field(default_factory=set)   # journal keys sent, not answered
 
 
 def _death(process: Any) -> str:
@@ -283,6 +283,12 @@ def _run_in_processes(jobs: list[tuple[str, Any]], settings: CollectSettings,
     workers: list[_Worker] = []
     position = finished = answered = replaced = 0
 
+    def record(outcome: Outcome) -> None:
+        nonlocal finished
+        journal.write(outcome)
+        finished += 1
+        bar.update(1)
+
     def start(threads: int) -> _Worker:
         worker = _Worker(*start_worker(settings, images_dir, threads), threads)
         workers.append(worker)
@@ -297,7 +303,7 @@ def _run_in_processes(jobs: list[tuple[str, Any]], settings: CollectSettings,
             except OSError:     # the worker died: its end of file shows up in the wait
                 return
             position += 1
-            worker.in_flight[job[0]] = job
+            worker.in_flight.add(job[0])
 
     shares = [settings.workers // processes + (i < settings.workers % processes)
               for i in range(processes)]
@@ -322,13 +328,10 @@ def _run_in_processes(jobs: list[tuple[str, Any]], settings: CollectSettings,
                             f"a collection worker process ended ({how}) before any photo came "
                             "back: worker processes cannot run here; rerun with --processes 1 "
                             "to download in this process only") from None
-                    for key in worker.in_flight:
-                        journal.write(Outcome(
-                            key, CONNECTION_ERROR, f"the worker process fetching it died "
-                            f"({how}) with {len(worker.in_flight)} URLs in flight; "
-                            "--retry-failed tries them again"))
-                        finished += 1
-                        bar.update(1)
+                    for key in sorted(worker.in_flight):
+                        record(Outcome(key, CONNECTION_ERROR, f"the worker process fetching "
+                                       f"it died ({how}) with {len(worker.in_flight)} URLs in "
+                                       "flight; --retry-failed tries them again"))
                     replaced += 1
                     if position < len(jobs) and replaced <= 2 * processes:
                         feed(start(worker.threads))
@@ -337,11 +340,9 @@ def _run_in_processes(jobs: list[tuple[str, Any]], settings: CollectSettings,
                             f"collection worker processes keep dying (the last: {how}); "
                             "finished work is journalled: rerun with --processes 1") from None
                     continue
-                worker.in_flight.pop(outcome.key, None)
+                worker.in_flight.discard(outcome.key)
                 answered += 1
-                journal.write(outcome)
-                finished += 1
-                bar.update(1)
+                record(outcome)
                 feed(worker)
         for worker in workers:
             try:

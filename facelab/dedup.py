@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facelab.fetch import HASH_SIDE, image_hashes  # noqa: F401 - hashes are per photo
+from facelab.fetch import image_hashes
 from facelab.manifest import OK
 from facelab.sources import parse_rect
 
