@@ -13,7 +13,7 @@ matching settings: 16 concurrent downloads in all, timeout 10 s, no retries, no 
 sha256 computed, EXIF off.  img2dataset
 (``--resize_mode no --skip_reencode True``) still decodes every image with OpenCV; facelab
 decodes every image with Pillow (RGB JPEGs to their luma plane, see
-``facelab.fetch._decode``) and computes sha256, md5, phash and dhash for its dedup.
+``facelab.collect.fetch._decode``) and computes sha256, md5, phash and dhash for its dedup.
 
 * ``facelab``: ``facelab collect --workers 16`` with its default process count (one per
   CPU for lists of 500 or more);
@@ -122,7 +122,7 @@ def demo_photos(demo: Path | None) -> tuple[Path, pd.DataFrame]:
 
 def write_lists(photos: pd.DataFrame, base: str, n: int, folder: Path) -> tuple[Path, Path]:
     """A PubFig list for facelab and a plain URL list for img2dataset (the same URLs)."""
-    from facelab.sources import write_pubfig_list
+    from facelab.collect.sources import write_pubfig_list
 
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -231,7 +231,7 @@ def main() -> int:
         parser.error("img2dataset not found: install it (see the module doc) or pass "
                      "--baseline requests")
 
-    from facelab.collect import choose_processes
+    from facelab.collect.workers import choose_processes
 
     demo, photos = demo_photos(args.demo)
     sizes = [args.urls, args.large or len(photos)]

@@ -29,8 +29,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from facelab import faces  # noqa: E402
-from facelab.sources import parse_rect  # noqa: E402
+from facelab import faces
+from facelab.manifest import OK, parse_rect  # noqa: E402
 
 
 def build_source(demo_dir: Path, root: Path, n: int, seed: int) -> pd.DataFrame:
@@ -62,7 +62,7 @@ def bare_loop(paths: list[Path], rects: list[str]) -> dict:
         found = detector.detect_faces(image, box_format="xyxy")
         dets = [faces.Face(tuple(f["box"]), float(f["confidence"])) for f in found]
         decision = faces.apply_rule(dets, parse_rect(rect))
-        if decision.status == faces.OK:
+        if decision.status == OK:
             kept += 1
             good += correct(dets[decision.index].box, rect)
     return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
@@ -76,7 +76,7 @@ def facelab_stage(src: Path, out: Path, side: int, batch: int) -> dict:
     df = faces.filter_faces(src, out, detector=detector, detect_max_side=side,
                             progress=False, verbose=False)
     result = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
-    ok = df[df["status"] == faces.OK]
+    ok = df[df["status"] == OK]
     result["kept"] = len(ok)
     result["correct"] = int(sum(correct(parse_rect(b), r)
                                 for b, r in zip(ok["box"], ok["rect"], strict=True)))

@@ -1,4 +1,4 @@
-"""Throughput of facelab.pipeline.make_dataset vs a bare read+decode loop, in one run.
+"""Throughput of facelab.data.pipeline.make_dataset vs a bare read+decode loop, in one run.
 
 Usage::
 
@@ -15,8 +15,8 @@ On the 6,610 PubFig83 crops (100x100 JPEGs) it measures images per second of
   prefetch), one full epoch from a fresh iterator; and with ``cache=True`` (file bytes
   read once into memory when the dataset is built);
 * ``make_dataset`` with augmentation, over ``--aug-limit`` images: ``augment=True`` (the
-  fused layer, ``facelab.augment.fused_augmentation``) and the eight stock Keras layers of
-  ``facelab.augment.make_augmentation``.
+  fused layer, ``facelab.data.augment.fused_augmentation``) and the eight stock Keras layers of
+  ``facelab.data.augment.make_augmentation``.
 
 The files are read once first so every variant reads from the page cache.  Each variant
 runs ``--rounds`` times, interleaved; the ratios are taken within a round (the machine is
@@ -85,8 +85,8 @@ def main() -> int:
 
     import tensorflow as tf
 
-    from facelab import pipeline
-    from facelab.labels import load_faces
+    from facelab.data import pipeline
+    from facelab.data.labels import load_faces
 
     faces = load_faces(args.data)
     if args.limit:
@@ -110,7 +110,7 @@ def main() -> int:
         "make_dataset (cache=True)": pipeline.make_dataset(faces, cache=True, **kw),
     }
     build_s = (time.perf_counter() - t) / len(datasets)
-    from facelab.augment import make_augmentation
+    from facelab.data.augment import make_augmentation
 
     aug = {"make_dataset (augment=True: fused layer)": pipeline.make_dataset(faces, augment=True,
                                                                               **kw),

@@ -13,7 +13,7 @@ only there; the test split is scored once, at the end.
 
 * baseline: eigenfaces + RBF SVM (50x50 grayscale, 150 whitened PCA components,
   ``class_weight="balanced"``, a small grid over C and gamma with 3-fold CV);
-* facelab: :func:`facelab.fit.fit` with the default :class:`facelab.fit.Recipe` (a
+* facelab: :func:`facelab.learn.fit` with the default :class:`facelab.learn.Recipe` (a
   from-scratch CNN: no pretrained weights).
 
 Prints accuracy, balanced accuracy, macro-F1, the largest predicted/true class-share
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 def load(data: Path) -> pd.DataFrame:
     """One row per crop: absolute ``path`` and ``person``."""
-    from facelab.labels import load_faces
+    from facelab.data.labels import load_faces
 
     return load_faces(data)
 
@@ -83,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.model_selection import train_test_split
 
     from facelab import analysis
-    from facelab.fit import Recipe, fit
-    from facelab.labels import add_labels
-    from facelab.split import stratified_split
-    from facelab.train import device_summary
+    from facelab.data.labels import add_labels
+    from facelab.data.split import stratified_split
+    from facelab.learn.fitting import Recipe, fit
+    from facelab.learn.training import device_summary
 
     df, label_map = add_labels(load(args.data))
     names = list(label_map.names)

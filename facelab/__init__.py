@@ -1,8 +1,10 @@
 """facelab: celebrity face recognition from a raw URL list to a bias-checked CNN.
 
-One module per stage of the data flow; a pandas manifest (``manifest.csv``) is the
-contract between stages.  Importing ``facelab`` is cheap: no stage module and no
-TensorFlow is imported until it is used (``facelab.pipeline`` etc. load on first access).
+One sub-package per stage of the data flow, in order: ``collect`` -> ``faces`` -> ``data``
+(labels and split, balancing, tf.data pipeline, augmentation) -> ``learn`` (model and
+training) -> ``analysis`` (bias); ``demo`` makes the offline demo data.  A pandas manifest
+(``manifest.csv``, :mod:`facelab.manifest`) is the contract between stages.  Importing
+``facelab`` is cheap: no stage and no TensorFlow is imported until it is used.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "manifest", "sources", "demo", "demoweb", "collect", "dedup", "faces", "vision", "labels",
-    "split", "balance", "pipeline", "augment", "model", "train", "analysis", "fit",
-    "runner", "doctor", "cli",
+    "io", "manifest", "demo", "collect", "faces", "data", "learn", "analysis",
+    "notebook_runner", "doctor", "cli",
 )
 __all__ = ["__version__", *_SUBMODULES]
 

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 # sub-command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("facelab.doctor", "check Python, TensorFlow, GPUs and optional backends"),
-    "demo-data": ("facelab.demo", "generate the offline demo photo collection"),
-    "demo-web": ("facelab.demoweb", "serve a demo collection as a misbehaving local web"),
-    "collect": ("facelab.collect", "download / import photos into a collection manifest"),
-    "faces": ("facelab.faces", "detect faces, keep one-face photos, write aligned crops"),
-    "fit": ("facelab.fit", "labels, split, balancing, training and bias analysis"),
-    "run-notebooks": ("facelab.runner", "run the numbered notebooks headless"),
+    "demo-data": ("facelab.demo.cli", "generate the offline demo photo collection"),
+    "demo-web": ("facelab.demo.web_cli", "serve a demo collection as a misbehaving local web"),
+    "collect": ("facelab.collect.cli", "download / import photos into a collection manifest"),
+    "faces": ("facelab.faces.cli", "detect faces, keep one-face photos, write aligned crops"),
+    "split": ("facelab.data.cli", "make the stratified train/val(/test) split, once"),
+    "fit": ("facelab.learn.cli", "labels, split, balancing, training and bias analysis"),
+    "run-notebooks": ("facelab.notebook_runner", "run the numbered notebooks headless"),
 }
 
 

@@ -17,39 +17,22 @@ a half-written manifest behind.
 from __future__ import annotations
 
 import os
-import tempfile
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from facelab.io import atomic_write_bytes
 
 if TYPE_CHECKING:   # pandas loads on first use: the collection's worker processes never need it
     import pandas as pd
 
 OK = "ok"
-MANIFEST_NAME = "manifest.csv"
+MANIFEST_NAME = "manifest.csv"   # every stage folder: one row per photo or face
+LABELS_NAME = "labels.json"      # split and model folders: class names, list index = label
+METRICS_NAME = "metrics.json"    # model folders: the scores of the held-out split
 REQUIRED_COLUMNS = ("person", "status", "reason")
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes,
-                       make_parents: bool = True) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
-
-    Args:
-        path: Destination file.
-        data: The bytes to write.
-        make_parents: Create the parent folder if needed (``False`` saves a system call
-            per file where the caller made it once).
-    """
-    path = Path(path)
-    if make_parents:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+_RECT = re.compile(r"^\s*-?\d+\s*,\s*-?\d+\s*,\s*-?\d+\s*,\s*-?\d+\s*$")
 
 
 def write_manifest(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
@@ -128,3 +111,18 @@ def kept(df: pd.DataFrame) -> pd.DataFrame:
 def status_counts(df: pd.DataFrame) -> pd.Series:
     """Count of rows per status, most frequent first."""
     return df["status"].value_counts()
+
+
+def parse_rect(rect: str) -> tuple[int, int, int, int] | None:
+    """Parse PubFig's ``x0,y0,x1,y1`` rect; ``None`` for an empty or malformed one."""
+    if not isinstance(rect, str) or not _RECT.match(rect):
+        return None
+    x0, y0, x1, y1 = (int(v) for v in rect.split(","))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1
+
+
+def format_rect(box: Iterable[float]) -> str:
+    """Format a box as PubFig's ``x0,y0,x1,y1`` (integers)."""
+    return ",".join(str(int(round(v))) for v in box)

@@ -3,7 +3,8 @@ import pytest
 from PIL import Image
 
 keras = pytest.importorskip("keras")
-from facelab import augment  # noqa: E402
+from facelab.data import augment  # noqa: E402
+from facelab.data import plots as data_plots  # noqa: E402
 
 
 def _face():
@@ -40,7 +41,7 @@ def test_inside_model_saved_and_identity_at_inference(tmp_path):
 def test_in_pipeline_and_preview(tmp_path):
     import pandas as pd
 
-    from facelab.pipeline import make_dataset
+    from facelab.data.pipeline import make_dataset
 
     rows = []
     for c in range(2):
@@ -51,7 +52,7 @@ def test_in_pipeline_and_preview(tmp_path):
     ds = make_dataset(pd.DataFrame(rows), image_size=32, batch_size=4, augment=True)
     x, _ = next(iter(ds))
     assert x.shape == (4, 32, 32, 3)
-    fig = augment.preview_grid(str(rows[0]["path"]), n=7, ncols=4)
+    fig = data_plots.preview_grid(str(rows[0]["path"]), n=7, ncols=4)
     assert sum(1 for ax in fig.axes if ax.images) == 8
 
 

@@ -1,7 +1,8 @@
 import pandas as pd
 import pytest
 
-from facelab import balance
+from facelab.data import balance
+from facelab.data import plots as data_plots
 
 
 def _m(sizes=(50, 250, 120)):
@@ -47,6 +48,6 @@ def test_class_weights_equalise_loss_mass():
 
 def test_plot_counts():
     m = _m()
-    fig = balance.plot_counts({s: balance.sampled_counts(m, s) for s in
+    fig = data_plots.plot_counts({s: balance.sampled_counts(m, s) for s in
                                ("none", "undersample", "oversample", "weights", "sample")})
     assert len(fig.axes) == 5

@@ -5,7 +5,8 @@ from facelab import cli, doctor
 
 
 def test_import_facelab_does_not_import_tensorflow():
-    code = ("import sys, facelab, facelab.cli, facelab.runner, facelab.doctor, facelab.manifest;"
+    code = ("import sys, facelab, facelab.cli, facelab.notebook_runner, facelab.doctor, "
+            "facelab.manifest;"
             "import importlib; [importlib.import_module('facelab.' + m) for m in "
             "facelab._SUBMODULES if importlib.util.find_spec('facelab.' + m)];"
             "print('tensorflow' in sys.modules)")

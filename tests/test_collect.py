@@ -25,8 +25,9 @@ import pytest
 from PIL import Image
 
 from facelab import collect as C
+from facelab.collect import run as collect_run
+from facelab.collect.sources import read_pubfig_list
 from facelab.manifest import read_manifest
-from facelab.sources import read_pubfig_list
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.network_local
@@ -599,7 +600,7 @@ def test_real_dev_urls_parse_into_16336_rows(pubfig_dev_urls: Path) -> None:
     rows = read_pubfig_list(pubfig_dev_urls)
     assert len(rows) == 16336
     assert rows["person"].nunique() == 60
-    keys = [C._row_key(row, None) for _, row in rows.iterrows()]
+    keys = [collect_run._row_key(row, None) for _, row in rows.iterrows()]
     assert all(status == "ok" and key.startswith("url:http") for key, status in keys)
     assert len({key for key, _ in keys}) == rows["url"].nunique()
 

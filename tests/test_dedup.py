@@ -1,4 +1,4 @@
-"""Placeholder and duplicate detection (facelab.dedup), on synthetic and real photos."""
+"""Placeholder and duplicate detection (facelab.collect.dedup), on synthetic and real photos."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from facelab import dedup
+from facelab.collect import dedup
 
 
 def picture(seed: int, size: tuple[int, int] = (160, 120)) -> Image.Image:

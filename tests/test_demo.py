@@ -13,6 +13,7 @@ from PIL import Image
 
 from facelab import demo
 from facelab.cli import main as cli_main
+from facelab.demo import photos as demo_photos
 
 
 def _rect(text: str) -> tuple[int, int, int, int]:
@@ -123,7 +124,7 @@ def test_group_photos_share_and_members() -> None:
 
 
 def test_determinism_same_seed_same_bytes(tmp_path: Path, small_demo: Path) -> None:
-    identities, photos = demo._plan_photos("small", 0)
+    identities, photos = demo.plan_photos("small", 0)
     first = demo.read_photos(small_demo)
     picked = [p for p in photos if p.imagenum <= 2 or p.n_faces > 1][:12]
     for photo in picked:
@@ -133,7 +134,7 @@ def test_determinism_same_seed_same_bytes(tmp_path: Path, small_demo: Path) -> N
         assert hashlib.md5(data).hexdigest() == row["md5"]  # same bytes in a fresh process
         assert rect == row["rect"]
     # a different seed gives different photos (and different people)
-    other_ids, other_photos = demo._plan_photos("small", 1)
+    other_ids, other_photos = demo.plan_photos("small", 1)
     data0, _ = demo.render_photo(identities, photos[0], 0)
     data1, _ = demo.render_photo(other_ids, other_photos[0], 1)
     assert data0 != data1
@@ -150,7 +151,7 @@ def test_bad_arguments() -> None:
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str],
              monkeypatch: pytest.MonkeyPatch) -> None:
     # Keep the run short: the first 3 photos of each identity plus one group photo.
-    real_plan = demo._plan_photos
+    real_plan = demo.plan_photos
 
     def few(scale: str, seed: int):
         identities, photos = real_plan(scale, seed)
@@ -158,7 +159,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str],
         keep += [p for p in photos if p.n_faces > 1 and p.imagenum > 3][:1]
         return identities, keep
 
-    monkeypatch.setattr(demo, "_plan_photos", few)
+    monkeypatch.setattr(demo_photos, "plan_photos", few)
     out = tmp_path / "cli"
     assert cli_main(["demo-data", str(out), "--scale", "small", "--seed", "1"]) == 0
     printed = capsys.readouterr().out

@@ -15,9 +15,12 @@ import pytest
 import requests
 from PIL import Image
 
-from facelab import demoweb
-from facelab.demoweb import KINDS, MISBEHAVING, DemoWeb, Shares, plan_urls, serve
-from facelab.sources import parse_rect, read_pubfig_list
+from facelab.collect.sources import read_pubfig_list
+from facelab.demo import plots as demo_plots
+from facelab.demo import web as demoweb
+from facelab.demo.urls import Shares, plan_urls
+from facelab.demo.web import KINDS, MISBEHAVING, DemoWeb, serve
+from facelab.manifest import parse_rect
 
 pytestmark = pytest.mark.network_local
 
@@ -397,7 +400,7 @@ def test_same_seed_same_web_and_quick_clean_stop(demo_copy: Path) -> None:
 
 def test_generates_the_demo_when_the_folder_is_empty(tmp_path: Path, small_demo: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from facelab import demo
+    from facelab.demo import photos as demo_photos
 
     calls = []
 
@@ -406,7 +409,7 @@ def test_generates_the_demo_when_the_folder_is_empty(tmp_path: Path, small_demo:
         shutil.copytree(small_demo, out_dir, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("urls.txt", "url_truth*", "web_cache"))
 
-    monkeypatch.setattr(demo, "generate", fake_generate)
+    monkeypatch.setattr(demo_photos, "generate", fake_generate)
     folder = tmp_path / "empty"
     with serve(folder, seed=2, scale="small", shares=TEST_SHARES, progress=False) as running:
         assert calls == [("small", 2)]
@@ -444,9 +447,9 @@ def test_notebook_helpers(web: DemoWeb) -> None:
     import matplotlib.pyplot as plt
 
     photos = pd.read_csv(web.demo_dir / "photos.csv", dtype={"rect": str})
-    grid = demoweb.identity_grid(web.demo_dir, photos)
+    grid = demo_plots.identity_grid(web.demo_dir, photos)
     assert len([ax for ax in grid.axes if ax.images]) == photos["person"].nunique()
-    bars = demoweb.photos_per_identity_plot(photos)
+    bars = demo_plots.photos_per_identity_plot(photos)
     heights = [p.get_height() for p in bars.axes[0].patches]
     assert heights == sorted(heights, reverse=True) and sum(heights) == len(photos)
     plt.close("all")

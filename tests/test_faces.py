@@ -12,9 +12,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from facelab import faces
-from facelab.faces import Face
-from facelab.manifest import read_manifest
-from facelab.sources import format_rect, parse_rect, read_folder
+from facelab.collect.sources import read_folder
+from facelab.faces import filter as face_filter
+from facelab.faces.base import Face
+from facelab.manifest import format_rect, parse_rect, read_manifest
 
 # --------------------------------------------------------------------------- the rule
 
@@ -65,9 +66,9 @@ def test_stale_rects_are_not_trusted():
     rows = pd.DataFrame({"rect": ["0,0,40,40", "0,0,40,40", "500,400,560,460"],
                          "md5_ok": [True, False, pd.NA]})
     settings = faces.FaceSettings()
-    assert faces._decide(rows, 0, entry, settings, True)["status"] == "rect_mismatch"
-    assert faces._decide(rows, 1, entry, settings, True)["status"] == "ok"   # bytes changed
-    assert faces._decide(rows, 2, entry, settings, True)["status"] == "ok"   # rect off-photo
+    assert face_filter._decide(rows, 0, entry, settings, True)["status"] == "rect_mismatch"
+    assert face_filter._decide(rows, 1, entry, settings, True)["status"] == "ok"   # bytes changed
+    assert face_filter._decide(rows, 2, entry, settings, True)["status"] == "ok"   # rect off-photo
 
 
 # --------------------------------------------------------------------------- images

@@ -38,7 +38,7 @@ def _crops(root: Path) -> Path:
 
 def test_fit_cli_writes_everything_and_resumes(tmp_path: Path) -> None:
     from facelab.cli import main
-    from facelab.fit import FIGURES, fit
+    from facelab.learn.fitting import FIGURES, fit
 
     crops = _crops(tmp_path / "crops")
     out = tmp_path / "out"

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from facelab.labels import LabelMap, UnknownLabelError, add_labels, load_faces, relative_to
+from facelab.data.labels import LabelMap, UnknownLabelError, add_labels, load_faces, relative_to
 from facelab.manifest import write_manifest
 
 

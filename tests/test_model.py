@@ -1,4 +1,4 @@
-"""facelab.model: the from-scratch CNN, the offline backbone option, the optimiser recipe."""
+"""facelab.learn.model: the from-scratch CNN, the offline backbone option, the optimiser recipe."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 def test_importing_model_does_not_import_tensorflow() -> None:
     import subprocess
 
-    code = "import sys, facelab.model, facelab.train, facelab.analysis, facelab.fit; " \
+    code = "import sys, facelab.learn.model, facelab.learn.training, facelab.analysis.bias, " \
+           "facelab.analysis.predictions, facelab.learn.fitting; " \
            "print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
@@ -21,8 +22,8 @@ def test_importing_model_does_not_import_tensorflow() -> None:
 def test_cnn_trains_saves_and_loads_with_augmentation_inside(tmp_path) -> None:
     import keras
 
-    from facelab.augment import fused_augmentation, make_augmentation
-    from facelab.model import build_cnn, compile_model, load_model, lr_schedule
+    from facelab.data.augment import fused_augmentation, make_augmentation
+    from facelab.learn.model import build_cnn, compile_model, load_model, lr_schedule
 
     model = build_cnn(5, 32, widths=(8, 16), blocks=(1, 1), augmentation=make_augmentation(0))
     assert model.output_shape == (None, 5)
@@ -52,7 +53,7 @@ def test_cnn_trains_saves_and_loads_with_augmentation_inside(tmp_path) -> None:
 
 
 def test_backbone_offline_path_and_errors() -> None:
-    from facelab.model import build_model
+    from facelab.learn.model import build_model
 
     model = build_model(3, 32, arch="MobileNetV3Small", weights=None)
     assert model.output_shape == (None, 3)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from facelab import runner
+from facelab import notebook_runner as runner
 
 NOTEBOOKS = runner.list_notebooks(runner.project_root() / "notebooks")
 

@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from facelab.labels import LabelMap, UnknownLabelError
+from facelab.data.labels import LabelMap, UnknownLabelError
 
 tf = pytest.importorskip("tensorflow")
-from facelab import pipeline  # noqa: E402
+from facelab.data import pipeline  # noqa: E402
+from facelab.data import plots as data_plots  # noqa: E402
 
 SIZES = (12, 18, 24, 30, 36, 48, 60, 72)   # 8 classes, imbalance ratio 6
 
@@ -34,8 +35,9 @@ def _labels(ds, batches=None):
 
 
 def test_import_does_not_import_tensorflow():
-    code = ("import sys, facelab, facelab.pipeline, facelab.augment, facelab.balance, "
-            "facelab.split, facelab.labels; assert 'tensorflow' not in sys.modules; "
+    code = ("import sys, facelab, facelab.data.pipeline, facelab.data.augment, "
+            "facelab.data.balance, "
+            "facelab.data.split, facelab.data.labels; assert 'tensorflow' not in sys.modules; "
             "assert 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -125,7 +127,7 @@ def test_reshuffled_every_epoch_and_seeded(sorted_manifest):
 
 
 def test_split_folder_source(sorted_manifest, tmp_path):
-    from facelab.split import write_split
+    from facelab.data.split import write_split
 
     lm = LabelMap.from_manifest(sorted_manifest)
     write_split(sorted_manifest.assign(label=lm.encode(sorted_manifest["person"])), tmp_path,
@@ -181,6 +183,6 @@ def test_label_order_diagnostic(sorted_manifest):
     assert table.loc["class-ordered", "mean_distinct"] <= 2
     assert table.loc["shuffle(buffer=16)", "mean_distinct"] < 4
     assert table.loc["facelab", "mean_distinct"] > 6
-    fig = pipeline.plot_label_order(scenarios, 8, show_batches=4)
+    fig = data_plots.plot_label_order(scenarios, 8, show_batches=4)
     assert len(fig.axes) == 4
     assert pipeline.expected_distinct_classes(32, 40) == pytest.approx(22.21, abs=0.01)

@@ -1,4 +1,4 @@
-"""PubFig-format URL lists and person folders (facelab.sources)."""
+"""PubFig-format URL lists and person folders (facelab.collect.sources)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from facelab.sources import (
+from facelab.collect.sources import (
     BAD_ROW,
-    format_rect,
     parse_pubfig_text,
-    parse_rect,
     read_folder,
     read_pubfig_list,
     write_pubfig_list,
 )
+from facelab.manifest import format_rect, parse_rect
 
 ROWS = [
     {"person": "Abhishek Bachan", "imagenum": 1,

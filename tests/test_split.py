@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facelab.split import (
+from facelab.data.split import (
     leaked_groups,
     min_class_size,
     read_split,
@@ -83,7 +83,7 @@ def test_bad_arguments():
 
 
 def test_pubfig83_stratified_and_groups(pubfig83_dir):
-    from facelab.labels import load_faces
+    from facelab.data.labels import load_faces
 
     faces = load_faces(pubfig83_dir)
     df = stratified_split(faces, seed=0)

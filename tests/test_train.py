@@ -1,4 +1,4 @@
-"""facelab.train: a SIGKILLed run resumes at the next epoch and ends with the same epochs."""
+"""facelab.learn.training: a SIGKILLed run resumes at the next epoch, with the same epochs."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent("""
     import json, sys, time
     import numpy as np
     import keras
-    from facelab.train import train
+    from facelab.learn.training import train
 
     out, epochs = sys.argv[1], int(sys.argv[2])
     rng = np.random.default_rng(0)
@@ -101,7 +101,8 @@ def test_simulated_interrupt_and_errors(tmp_path: Path) -> None:
     import keras
     import numpy as np
 
-    from facelab.train import plot_history, train
+    from facelab.learn.plots import plot_history
+    from facelab.learn.training import train
 
     x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
     y = keras.utils.to_categorical((x[:, 0] > 0).astype(int), 2)

@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from facelab import faces, vision
-from facelab.manifest import read_manifest
+from facelab import faces
+from facelab.faces import vision
+from facelab.manifest import parse_rect, read_manifest
 
 pytestmark = pytest.mark.network_local
 
@@ -212,10 +213,10 @@ def test_face_stage_with_vision_backend_is_cached(fake_vision, tmp_path):
     assert by_name["4-360.jpg"]["status"] == "low_confidence"
     assert by_name["5-1600.jpg"]["status"] == "ok"              # detected on a 640 copy
     big = by_name["5-1600.jpg"]
-    assert faces.parse_rect(big["box"]) == pytest.approx((400, 180, 1200, 900), abs=4)
+    assert parse_rect(big["box"]) == pytest.approx((400, 180, 1200, 900), abs=4)
     recovered = by_name["1-420.jpg"]
     assert recovered["status"] == "ok" and recovered["recovered"]
-    assert faces.parse_rect(recovered["box"])[0] > 200          # the right-hand face
+    assert parse_rect(recovered["box"])[0] > 200          # the right-hand face
     assert (df["status"] == "http_404").sum() == 1               # carried over
     requests_after_first = len(fake_vision.requests)
     assert fake_vision.images_seen == 7

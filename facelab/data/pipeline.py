@@ -13,7 +13,7 @@ one or two classes (TensorFlow issue 36626).  :func:`make_dataset` therefore
    per class;
 2. reads, decodes and resizes in parallel (``num_parallel_calls=AUTOTUNE``, order kept,
    so a seed gives one sequence), makes the one-hot vector with ``tf.one_hot``;
-3. batches, optionally augments (Keras layers, :mod:`facelab.augment`), prefetches.
+3. batches, optionally augments (Keras layers, :mod:`facelab.data.augment`), prefetches.
 
 Images come out as float32 in [0, 255] (like ``keras.utils.image_dataset_from_directory``),
 shape ``(batch, height, width, 3)``; the model rescales.  Validation and test datasets
@@ -40,15 +40,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from facelab.labels import LABELS_NAME, LabelMap, load_faces
+from facelab.data.labels import LabelMap, load_faces
+from facelab.manifest import LABELS_NAME
 
 if TYPE_CHECKING:
     import tensorflow as tf
-    from matplotlib.figure import Figure
+
 
 log = logging.getLogger(__name__)
 
+
 BALANCE_MODES = ("sample", "undersample", "oversample", "weights", "none")
+
+
 TRAIN = "train"
 
 
@@ -106,7 +110,7 @@ def _read_bytes(path: str) -> bytes:
 def _split_rows(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
     if "split" not in manifest.columns:
         raise ValueError("the manifest has no split column: make the split first "
-                         "(facelab.split.split_stage / stratified_split, notebook 03)")
+                         "(facelab.data.split.split_stage / stratified_split, notebook 03)")
     rows = manifest[manifest["split"] == split]
     if rows.empty:
         present = sorted(manifest["split"].astype(str).unique())
@@ -133,7 +137,7 @@ def make_dataset(manifest: pd.DataFrame | str | os.PathLike[str], split: str = T
 
     Args:
         manifest: A manifest with ``path``, ``person`` and ``split`` (e.g. from
-            :func:`facelab.split.split_stage`), or a split stage folder (its
+            :func:`facelab.data.split.split_stage`), or a split stage folder (its
             ``labels.json`` is then used when ``labels`` is not given).
         split: ``train``, ``val`` or ``test``.  Only ``train`` is shuffled, balanced and
             augmented; the others keep manifest order and ignore those arguments.
@@ -143,10 +147,10 @@ def make_dataset(manifest: pd.DataFrame | str | os.PathLike[str], split: str = T
             ``sample_from_datasets``), ``"undersample"`` (k = smallest class per class,
             fixed subset), ``"oversample"`` (repeat rows up to the largest class),
             ``"weights"`` or ``"none"``/``None`` (the data as it is; for ``weights`` pass
-            :func:`facelab.balance.class_weights` to ``fit``).
-        augment: ``False``, ``True`` (``facelab.augment.fused_augmentation(seed=seed)``:
+            :func:`facelab.data.balance.class_weights` to ``fit``).
+        augment: ``False``, ``True`` (``facelab.data.augment.fused_augmentation(seed=seed)``:
             the fast fused layer) or any Keras layer (e.g.
-            ``facelab.augment.make_augmentation()``) applied to training batches.
+            ``facelab.data.augment.make_augmentation()``) applied to training batches.
         seed: Seed of the shuffles, the class draws and the default augmentation.
         shuffle: Shuffle the training file list (``False`` shows class-ordered feeding;
             with ``balance="sample"`` the class draws are random regardless).
@@ -171,7 +175,7 @@ def make_dataset(manifest: pd.DataFrame | str | os.PathLike[str], split: str = T
     Raises:
         ValueError: Empty split, unknown balance mode, or unreadable files with
             ``on_error="raise"``.
-        facelab.labels.UnknownLabelError: A person not in ``labels``.
+        facelab.data.labels.UnknownLabelError: A person not in ``labels``.
     """
     import tensorflow as tf
 
@@ -210,11 +214,11 @@ def make_dataset(manifest: pd.DataFrame | str | os.PathLike[str], split: str = T
                 raise ValueError(f"every file of split {split!r} is unreadable")
 
     if mode == "undersample":
-        from facelab.balance import undersample
+        from facelab.data.balance import undersample
 
         rows = undersample(rows, seed=seed)
     elif mode == "oversample":
-        from facelab.balance import oversample
+        from facelab.data.balance import oversample
 
         rows = oversample(rows, seed=seed)
 
@@ -266,7 +270,7 @@ def make_dataset(manifest: pd.DataFrame | str | os.PathLike[str], split: str = T
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if training and augment is not False and augment is not None:
         if augment is True:
-            from facelab.augment import fused_augmentation
+            from facelab.data.augment import fused_augmentation
 
             layer = fused_augmentation(seed=seed)
         else:
@@ -386,53 +390,3 @@ def label_order_table(scenarios: Mapping[str, np.ndarray], num_classes: int) -> 
                      "uniform_expectation": expected_distinct_classes(batches.shape[1],
                                                                       num_classes)})
     return pd.DataFrame(rows).set_index("scenario").round(3)
-
-
-def plot_label_order(scenarios: Mapping[str, np.ndarray], num_classes: int,
-                     show_batches: int = 8) -> Figure:
-    """Draw the label sequences and classes per batch of each scenario.
-
-    Top row: one panel per scenario, the class id of every example of the first
-    ``show_batches`` batches (one row per batch; a one-colour row = a one-class batch).
-    Bottom: distinct classes per batch for every scenario, with the expectation for K
-    uniformly drawn classes dashed.
-    """
-    import matplotlib.pyplot as plt
-
-    n = len(scenarios)
-    # one colour per class, neighbouring ids far apart on the colour wheel
-    colours = plt.get_cmap("gist_ncar")(np.linspace(0.02, 0.95, max(num_classes, 1)))[:, :3]
-    colours = colours[np.random.default_rng(0).permutation(len(colours))]
-    fig = plt.figure(figsize=(3.6 * n, 6.2))
-    grid = fig.add_gridspec(2, n, height_ratios=[1.2, 1])
-    for i, (name, batches) in enumerate(scenarios.items()):
-        ax = fig.add_subplot(grid[0, i])
-        shown = batches[:show_batches]
-        ax.imshow(colours[shown], aspect="auto", interpolation="nearest")
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("position in batch")
-        ax.set_ylabel("batch")
-        ax.set_yticks(range(len(shown)))
-    ax = fig.add_subplot(grid[1, :])
-    for name, batches in scenarios.items():
-        ax.plot(batch_stats(batches)["distinct"].to_numpy(), marker="o", ms=3, label=name)
-    b = next(iter(scenarios.values())).shape[1]
-    ax.axhline(expected_distinct_classes(b, num_classes), color="k", ls="--", lw=1,
-               label=f"expected, {num_classes} classes drawn uniformly")
-    ax.set_xlabel("batch")
-    ax.set_ylabel("distinct classes in batch")
-    ax.set_ylim(0, None)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_batch(images: Any, onehot: Any, label_map: LabelMap, n: int = 16,
-               ncols: int = 8) -> Figure:
-    """Show the first ``n`` images of a batch with their class names."""
-    from facelab.augment import image_grid
-
-    images = np.asarray(images)[:n]
-    ids = np.asarray(onehot).argmax(axis=-1)[:n]
-    titles = [str(label_map.decode(int(i)))[:16] for i in ids]
-    return image_grid(images, titles, ncols=ncols, fontsize=7)

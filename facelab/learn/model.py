@@ -4,10 +4,10 @@ The blog post's network never converged on 45 classes x 50 photos.  Pretrained w
 are not assumed (they need the internet), so the default is a small VGG-style CNN that
 trains from scratch on a CPU in minutes:
 
-* input: float32 RGB in [0, 255] (what :func:`facelab.pipeline.make_dataset` yields),
+* input: float32 RGB in [0, 255] (what :func:`facelab.data.pipeline.make_dataset` yields),
   rescaled inside the model, so a saved ``model.keras`` takes raw pixels;
-* optional augmentation block (:func:`facelab.augment.fused_augmentation`, as
-  ``facelab fit`` uses, or :func:`facelab.augment.make_augmentation`) as the first layer:
+* optional augmentation block (:func:`facelab.data.augment.fused_augmentation`, as
+  ``facelab fit`` uses, or :func:`facelab.data.augment.make_augmentation`) as the first layer:
   active only in training, saved with the model (load with :func:`load_model`);
 * a stride-2 stem, then stages of 3x3 conv + BatchNorm + ReLU with max-pooling between
   them, global average pooling, dropout and a softmax layer.  BatchNorm's moving
@@ -49,7 +49,7 @@ def build_cnn(num_classes: int, image_size: int = 64, *,
         stem_stride: Stride of the first conv (2 halves the resolution cheaply).
         dropout: Dropout rate before the softmax layer.
         augmentation: A Keras layer applied first (active only in training), e.g.
-            :func:`facelab.augment.make_augmentation`; ``None`` for none.
+            :func:`facelab.data.augment.make_augmentation`; ``None`` for none.
         seed: Seed of the weight initialisers and dropout.
         name: The model's name.
 
@@ -166,11 +166,11 @@ def load_model(path: str | os.PathLike[str]) -> keras.Model:
     """Load a saved ``.keras`` model, including facelab's fused augmentation layer.
 
     Args:
-        path: A ``model.keras`` written by :mod:`facelab.train` / ``facelab fit``.
+        path: A ``model.keras`` written by :mod:`facelab.learn.training` / ``facelab fit``.
     """
     import keras
 
-    from facelab.augment import fused_layer_class
+    from facelab.data.augment import fused_layer_class
 
     fused_layer_class()     # registers facelab>FaceAugment for deserialisation
     return keras.models.load_model(path)

@@ -35,16 +35,27 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from facelab.manifest import atomic_write_bytes
+from facelab.io import atomic_write_bytes
 
 if TYPE_CHECKING:
     import keras
 
+
 BACKUP_DIR = "backup"
+
+
 BEST_NAME = "best.keras"
+
+
 FINAL_NAME = "model.keras"
+
+
 HISTORY_CSV = "history.csv"
+
+
 HISTORY_JSON = "history.json"
+
+
 STATE_NAME = "train_state.json"
 
 
@@ -234,7 +245,7 @@ def train(model: keras.Model | Callable[[], keras.Model], train_data: Any, val_d
         epochs: Total epochs of the run (a resumed run ends at the same epoch).
         steps_per_epoch: Batches per epoch (``None``: one pass over ``train_data``).
         batch_size: Batch size for array data (``None`` for datasets).
-        class_weight: Per-class loss weights (``facelab.balance.class_weights``).
+        class_weight: Per-class loss weights (``facelab.data.balance.class_weights``).
         monitor: Metric for the best checkpoint and early stopping (``val_*`` needs val
             data; ``loss``/``accuracy`` otherwise).
         patience: Early-stopping patience in epochs (``None``: no early stopping).
@@ -256,7 +267,7 @@ def train(model: keras.Model | Callable[[], keras.Model], train_data: Any, val_d
     """
     import keras
 
-    from facelab.model import load_model
+    from facelab.learn.model import load_model
 
     if epochs < 1:
         raise ValueError(f"epochs={epochs} must be >= 1")
@@ -383,33 +394,3 @@ def _EpochEndBackup(backup: Any) -> Any:  # noqa: N802
             backup._save_model()
 
     return _Saver()
-
-
-def plot_history(history: pd.DataFrame, metrics: Sequence[str] = ("loss", "accuracy"),
-                 resumed_at: Sequence[int] = ()) -> Any:
-    """Learning curves: one panel per metric, train and ``val_`` lines.
-
-    Args:
-        history: :attr:`TrainResult.history` or :func:`read_history`.
-        metrics: Base metric names.
-        resumed_at: Epochs where a run resumed (drawn as dotted lines).
-
-    Returns:
-        The matplotlib figure.
-    """
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
-    epochs = history["epoch"].astype(int) + 1 if len(history) else []
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        for column, style in ((metric, "-o"), (f"val_{metric}", "-s")):
-            if column in history.columns:
-                ax.plot(epochs, history[column], style, ms=3, label=column)
-        for epoch in resumed_at:
-            ax.axvline(epoch + 0.5, color="grey", ls=":", lw=1)
-        ax.set_xlabel("epoch")
-        ax.set_title(metric)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig

@@ -13,25 +13,25 @@ so a photo never sits in train and val at once.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from facelab.labels import LABELS_NAME, LabelMap, add_labels, load_faces, relative_to
-from facelab.manifest import MANIFEST_NAME, atomic_write_bytes, write_manifest
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from facelab.data.labels import LabelMap, add_labels, load_faces, relative_to
+from facelab.io import atomic_write_bytes
+from facelab.manifest import LABELS_NAME, MANIFEST_NAME, write_manifest
 
 DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.7, "val": 0.3}
+
+
 SPLIT_NAMES = ("train", "val", "test")
+
+
 SPLIT_INFO = "split.json"
 
 
@@ -184,29 +184,6 @@ def naive_split(manifest: pd.DataFrame, train_fraction: float = 0.7,
     return df
 
 
-def plot_split_shares(splits: Mapping[str, pd.DataFrame], split: str = "val",
-                      label: str = "person") -> Figure:
-    """Per class, the share of its photos in ``split``, for several ways of splitting.
-
-    A stratified split puts every class at its fraction; a random split scatters them
-    (and a small class can end with no validation photo at all).
-    """
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 3.6))
-    for i, (name, df) in enumerate(splits.items()):
-        share = (df["split"] == split).groupby(df[label]).mean()
-        share = share.sort_index()
-        ax.plot(np.arange(len(share)), share.to_numpy(), marker="o" if i else "x", ls="",
-                label=f"{name}: {split} share per class {share.min():.2f}-{share.max():.2f}")
-    ax.set_xlabel("class (sorted by name)")
-    ax.set_ylabel(f"share of the class in {split}")
-    ax.set_ylim(0, None)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def split_report(manifest: pd.DataFrame, label: str = "person") -> pd.DataFrame:
     """Photos per class and split, with each split's share of the class."""
     counts = pd.crosstab(manifest[label], manifest["split"])
@@ -272,7 +249,7 @@ def split_stage(source: str | os.PathLike[str] | pd.DataFrame, out_dir: str | os
     would leak validation photos into training decisions).
 
     Args:
-        source: Anything :func:`facelab.labels.load_faces` reads (``workdir/faces``, a
+        source: Anything :func:`facelab.data.labels.load_faces` reads (``workdir/faces``, a
             folder of crops per person, ...).
         out_dir: The split stage folder (``workdir/split``).
         fractions: See :func:`stratified_split`.
@@ -320,29 +297,10 @@ def read_split(folder: str | os.PathLike[str]) -> tuple[pd.DataFrame, LabelMap]:
     df = load_faces(folder)
     if "split" not in df.columns:
         raise ValueError(f"{folder}'s manifest has no split column: make it with "
-                         "facelab.split.split_stage (notebook 03)")
+                         "facelab.data.split.split_stage (notebook 03)")
     return df, LabelMap.load(folder)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of a ``split`` command (facelab.fit reuses :func:`split_stage` directly)."""
-    parser.add_argument("source", help="face stage folder or folder of crops per person")
-    parser.add_argument("--out", required=True, help="split stage folder to write")
-    parser.add_argument("--fractions", type=float, nargs="+", default=[0.7, 0.3],
-                        help="train val [test] fractions (default 0.7 0.3)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--force", action="store_true", help="remake an existing split")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Make the split and print photos per split."""
-    df, label_map = split_stage(args.source, args.out, args.fractions, args.seed,
-                                force=args.force)
-    print(f"{len(df)} faces, {len(label_map)} classes -> {args.out}")
-    print(df["split"].value_counts().to_string())
-    return 0
-
-
-__all__ = ["stratified_split", "naive_split", "plot_split_shares", "split_stage", "read_split",
+__all__ = ["stratified_split", "naive_split", "split_stage", "read_split",
            "write_split", "split_report", "leaked_groups", "min_class_size",
            "normalise_fractions"]

@@ -22,20 +22,17 @@ pipeline (imbalanced, class-ordered, no augmentation) for comparison.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from facelab.manifest import atomic_write_bytes
+from facelab.io import atomic_write_bytes
+from facelab.manifest import METRICS_NAME
 
-METRICS_NAME = "metrics.json"
 FIGURES = ("learning_curves.png", "confusion.png", "confusion_counts.png", "shares.png",
            "misclassified.png")
 
@@ -48,7 +45,7 @@ class Recipe:
         epochs: Training epochs.
         image_size: Square input size (crops are resized to it).
         batch_size: Batch size.
-        balance: ``facelab.pipeline.make_dataset`` balance mode (``sample``: uniform class
+        balance: ``facelab.data.pipeline.make_dataset`` balance mode (``sample``: uniform class
             draws).
         shuffle: Shuffle the training files (``False`` = class-ordered, the post's bug).
         augment: Augmentation layers inside the model.
@@ -59,7 +56,7 @@ class Recipe:
         dropout: Dropout before the softmax layer.
         widths: CNN stage widths.
         blocks: Conv layers per stage.
-        arch: ``cnn`` or a ``facelab.model.BACKBONES`` name.
+        arch: ``cnn`` or a ``facelab.learn.model.BACKBONES`` name.
         weights: Backbone weights (``None`` offline, ``"imagenet"`` online).
         patience: Early-stopping patience (``None``: off).
         flip_average: Test-time averaging with flipped faces.
@@ -126,8 +123,9 @@ def prepare(source: str | Path | pd.DataFrame, *, fractions: Any = (0.7, 0.15, 0
     Returns:
         The manifest (absolute paths, ``label``, ``split``) and the label map.
     """
-    from facelab.labels import LABELS_NAME, LabelMap, add_labels, load_faces
-    from facelab.split import stratified_split
+    from facelab.data.labels import LabelMap, add_labels, load_faces
+    from facelab.data.split import stratified_split
+    from facelab.manifest import LABELS_NAME
 
     faces = load_faces(source)
     label_map = None
@@ -153,7 +151,8 @@ def fit(source: str | Path | pd.DataFrame, out_dir: str | Path, recipe: Recipe |
         fractions: Split fractions when the source has no split.
         split_seed: Seed of that split.
         threshold: Dominant-class alarm threshold (predicted / true share).
-        interrupt_after_batches: Simulate an interruption (see :func:`facelab.train.train`);
+        interrupt_after_batches: Simulate an interruption (see
+            :func:`facelab.learn.training.train`);
             the result then has no metrics and ``train.interrupted`` is True.
         verbose: Keras verbosity (2 = one line per epoch).
         retrain: Start the training over even when ``out_dir`` holds a run.
@@ -162,10 +161,12 @@ def fit(source: str | Path | pd.DataFrame, out_dir: str | Path, recipe: Recipe |
     Returns:
         A :class:`FitResult`.
     """
-    from facelab import analysis, pipeline
-    from facelab import model as model_lib
-    from facelab import train as train_lib
-    from facelab.labels import relative_to
+    from facelab.analysis import bias
+    from facelab.analysis.predictions import predict_split
+    from facelab.data import pipeline
+    from facelab.data.labels import relative_to
+    from facelab.learn import model as model_lib
+    from facelab.learn import training as train_lib
     from facelab.manifest import write_manifest
 
     recipe = replace(recipe or Recipe(), **overrides)
@@ -199,14 +200,14 @@ def fit(source: str | Path | pd.DataFrame, out_dir: str | Path, recipe: Recipe |
                                    cache=True)
     class_weight = None
     if recipe.balance == "weights":
-        from facelab.balance import class_weights
+        from facelab.data.balance import class_weights
 
         class_weight = class_weights(df[df["split"] == "train"], label_map)
 
     def make() -> Any:
         augmentation = None
         if recipe.augment:
-            from facelab.augment import fused_augmentation
+            from facelab.data.augment import fused_augmentation
 
             augmentation = fused_augmentation(seed=recipe.seed)
         extra: dict[str, Any] = {"dropout": recipe.dropout}
@@ -227,17 +228,15 @@ def fit(source: str | Path | pd.DataFrame, out_dir: str | Path, recipe: Recipe |
     if run.interrupted:
         return FitResult(run.model, label_map, df, {}, pd.DataFrame(), run, out)
 
-    figures: dict[str, Path] = {}
     eval_split = "test" if "test" in splits else "val"
-    preds = analysis.predict_split(run.model, df, eval_split, label_map,
-                                   image_size=recipe.image_size,
-                                   flip_average=recipe.flip_average)
-    val_preds = preds if eval_split == "val" else analysis.predict_split(
+    preds = predict_split(run.model, df, eval_split, label_map, image_size=recipe.image_size,
+                          flip_average=recipe.flip_average)
+    val_preds = preds if eval_split == "val" else predict_split(
         run.model, df, "val", label_map, image_size=recipe.image_size,
         flip_average=recipe.flip_average)
     names = list(label_map.names)
-    metrics = analysis.summarise(preds["true"], preds["pred"], names, threshold)
-    val_metrics = analysis.summarise(val_preds["true"], val_preds["pred"], names, threshold)
+    metrics = bias.summarise(preds["true"], preds["pred"], names, threshold)
+    val_metrics = bias.summarise(val_preds["true"], val_preds["pred"], names, threshold)
     metrics = {"split": eval_split, **metrics,
                "val": {key: val_metrics[key] for key in
                        ("n", "accuracy", "balanced_accuracy", "macro_f1", "max_share_ratio")},
@@ -251,26 +250,12 @@ def fit(source: str | Path | pd.DataFrame, out_dir: str | Path, recipe: Recipe |
                         + "\n").encode("utf-8"))
     rel = preds.assign(path=relative_to(preds["path"].tolist(), out))
     atomic_write_bytes(out / "predictions.csv", rel.to_csv(index=False).encode("utf-8"))
-    table = analysis.per_class_table(preds["true"], preds["pred"], names)
+    table = bias.per_class_table(preds["true"], preds["pred"], names)
     atomic_write_bytes(out / "per_class.csv", table.to_csv().encode("utf-8"))
 
-    import matplotlib.pyplot as plt
+    from facelab.learn.plots import save_fit_figures
 
-    resumed = [r["started_at_epoch"] for r in run.runs[1:]]
-    made = {"learning_curves.png": train_lib.plot_history(run.history, resumed_at=resumed),
-            "confusion.png": analysis.plot_confusion(preds["true"], preds["pred"], names,
-                                                     title=f"{eval_split}: row-normalised"),
-            "confusion_counts.png": analysis.plot_confusion(
-                preds["true"], preds["pred"], names, normalize=False,
-                title=f"{eval_split}: counts"),
-            "shares.png": analysis.plot_shares(preds["true"], preds["pred"], names,
-                                               threshold=threshold,
-                                               title=f"{eval_split}: predicted vs true share"),
-            "misclassified.png": analysis.plot_misclassified(preds)}
-    for name, figure in made.items():
-        figure.savefig(out / name, dpi=90)
-        plt.close(figure)
-        figures[name] = out / name
+    figures = save_fit_figures(out, run, preds, names, eval_split, threshold)
     return FitResult(run.model, label_map, df, metrics, preds, run, out, figures)
 
 
@@ -281,62 +266,3 @@ def _training_seconds(run: Any) -> float:
     if state_path.is_file():
         total = float(json.loads(state_path.read_text()).get("seconds", 0.0))
     return total or float(run.seconds)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``facelab fit``."""
-    d = Recipe()
-    parser.add_argument("source", help="folder of face crops per person (ROOT/<name>/*.jpg), "
-                        "a face-stage folder (workdir/faces) or a split folder (workdir/split)")
-    parser.add_argument("--out", required=True, help="output folder (model.keras, "
-                        "labels.json, manifest.csv, metrics.json, figures)")
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--image-size", type=int, default=d.image_size)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.peak_lr, help="peak learning rate")
-    parser.add_argument("--balance", default=d.balance,
-                        choices=["sample", "undersample", "oversample", "weights", "none"])
-    parser.add_argument("--no-augment", action="store_true", help="no augmentation")
-    parser.add_argument("--arch", default=d.arch, help="cnn (default, from scratch) or a "
-                        "keras.applications backbone: MobileNetV2, MobileNetV3Small, "
-                        "EfficientNetB0, ResNet50")
-    parser.add_argument("--weights", default=None, choices=[None, "imagenet"],
-                        help="backbone weights: none (offline, default) or imagenet "
-                        "(downloads them)")
-    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience")
-    parser.add_argument("--split", nargs="+", type=float, default=[0.7, 0.15, 0.15],
-                        metavar="F", help="train val [test] fractions when SOURCE has no "
-                        "split (default 0.7 0.15 0.15)")
-    parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--threshold", type=float, default=1.5,
-                        help="dominant-class alarm: predicted / true share (default 1.5)")
-    parser.add_argument("--naive", action="store_true", help="the blog post's pipeline "
-                        "(imbalanced, class-ordered, no augmentation), for comparison")
-    parser.add_argument("--retrain", action="store_true",
-                        help="start over even when --out holds a run")
-    parser.epilog = ("Exit status 1 when the dominant-class alarm fires (a class predicted "
-                     "more than --threshold times its true share).  Interrupted?  Run the "
-                     "same command again: training continues from its backup.")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Entry point of ``facelab fit``."""
-    base = Recipe.naive() if args.naive else Recipe()
-    recipe = replace(base, epochs=args.epochs, image_size=args.image_size,
-                     batch_size=args.batch_size, peak_lr=args.lr,
-                     balance="none" if args.naive else args.balance,
-                     augment=False if args.naive else not args.no_augment, arch=args.arch,
-                     weights=args.weights, patience=args.patience, seed=args.seed)
-    start = time.perf_counter()
-    result = fit(args.source, args.out, recipe, fractions=args.split,
-                 split_seed=args.split_seed, threshold=args.threshold, retrain=args.retrain)
-    m = result.metrics
-    print(f"{m['split']}: accuracy {m['accuracy']:.3f}, balanced accuracy "
-          f"{m['balanced_accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f} "
-          f"({m['n']} faces, {m['num_classes']} classes)")
-    print(m["alarm"]["message"])
-    print(f"wrote {result.out_dir}/model.keras, labels.json, manifest.csv, {METRICS_NAME} "
-          f"and {len(result.figures)} figures in {time.perf_counter() - start:.0f}s")
-    sys.stdout.flush()
-    return 1 if m["alarm"]["fired"] else 0

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facelab.manifest import OK, atomic_write_bytes
+from facelab.io import atomic_write_bytes
+from facelab.manifest import OK
 
 HTTP_ERROR = "http_error"
 TIMEOUT = "timeout"
@@ -51,7 +52,7 @@ HASH_SIDE = 64  # images are box-reduced to HASH_SIDE x HASH_SIDE before hashing
 
 @dataclass(frozen=True)
 class CollectSettings:
-    """Settings of one collection run (see :func:`facelab.collect.collect` for their meaning)."""
+    """Settings of one collection run (see :func:`facelab.collect.collect`)."""
 
     workers: int = 16
     timeout: float = 10.0
@@ -584,7 +585,7 @@ def workers_supported() -> bool:
 def start_worker(settings: CollectSettings, images_dir: Path, threads: int):
     """Start one worker process with ``threads`` threads; return it and its pipe.
 
-    The worker is a fresh interpreter running ``facelab.fetch.worker_main`` (not a
+    The worker is a fresh interpreter running ``facelab.collect.fetch.worker_main`` (not a
     ``multiprocessing`` child: those re-run the caller's main script, which breaks scripts
     without an ``if __name__ == "__main__"`` guard).  Its pipe is a socket pair wrapped in a
     ``multiprocessing.connection.Connection``: send it jobs ``(key, url or Path)`` and
@@ -602,7 +603,7 @@ def start_worker(settings: CollectSettings, images_dir: Path, threads: int):
 
     root = str(Path(__file__).resolve().parent.parent)   # this facelab, whatever sys.path has
     command = (f"import sys; root = {root!r}; root in sys.path or sys.path.insert(0, root); "
-               "from facelab.fetch import worker_main; worker_main()")
+               "from facelab.collect.fetch import worker_main; worker_main()")
     ours, theirs = socket.socketpair()
     try:
         process = subprocess.Popen([sys.executable, "-c", command, str(theirs.fileno())],

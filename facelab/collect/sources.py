@@ -19,28 +19,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from facelab.manifest import OK, atomic_write_bytes
+from facelab.io import atomic_write_bytes
+from facelab.manifest import OK, format_rect, parse_rect
 
 PUBFIG_COLUMNS = ("person", "imagenum", "url", "rect", "md5sum")
 BAD_ROW = "bad_row"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 _MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
-_RECT = re.compile(r"^\s*-?\d+\s*,\s*-?\d+\s*,\s*-?\d+\s*,\s*-?\d+\s*$")
-
-
-def parse_rect(rect: str) -> tuple[int, int, int, int] | None:
-    """Parse PubFig's ``x0,y0,x1,y1`` rect; ``None`` for an empty or malformed one."""
-    if not isinstance(rect, str) or not _RECT.match(rect):
-        return None
-    x0, y0, x1, y1 = (int(v) for v in rect.split(","))
-    if x1 <= x0 or y1 <= y0:
-        return None
-    return x0, y0, x1, y1
-
-
-def format_rect(box: Iterable[float]) -> str:
-    """Format a box as PubFig's ``x0,y0,x1,y1`` (integers)."""
-    return ",".join(str(int(round(v))) for v in box)
 
 
 def _check_row(fields: list[str]) -> str:

@@ -17,7 +17,7 @@ order in which downloads finished:
   person differs from its kept copy's is a label conflict, reported in ``reason``.
 
 Perceptual hashes are ImageHash's ``phash`` (DCT) and ``dhash`` (gradient), 64 bits each,
-stored as 16 hex digits (computed per photo by :func:`facelab.fetch.image_hashes`);
+stored as 16 hex digits (computed per photo by :func:`facelab.collect.fetch.image_hashes`);
 "near" means close in *both* (and the same aspect ratio), which keeps look-alike but
 different photos apart.
 """
@@ -33,9 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facelab.fetch import image_hashes
-from facelab.manifest import OK
-from facelab.sources import parse_rect
+from facelab.collect.fetch import image_hashes
+from facelab.manifest import OK, parse_rect
 
 PLACEHOLDER = "placeholder"
 DUPLICATE = "duplicate"

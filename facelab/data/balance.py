@@ -11,7 +11,7 @@ about 50 photos, throwing most of the data away.  The strategies here:
   (scikit-learn's "balanced"); pass to ``model.fit(class_weight=...)``;
 * balanced sampling in tf.data (``tf.data.Dataset.sample_from_datasets`` over one
   endlessly reshuffled dataset per class) - **the default** of
-  :func:`facelab.pipeline.make_dataset` (``balance="sample"``): every batch draws classes
+  :func:`facelab.data.pipeline.make_dataset` (``balance="sample"``): every batch draws classes
   uniformly, all photos are used, and no photo repeats before its class is exhausted.
 
 :func:`sampled_counts` shows what a strategy feeds the model; :func:`plot_counts`
@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
-    from facelab.labels import LabelMap
+    from facelab.data.labels import LabelMap
+
 
 STRATEGIES = ("sample", "undersample", "oversample", "weights", "none")
 
@@ -125,7 +125,7 @@ def class_weights(manifest: pd.DataFrame, label_map: LabelMap | None = None,
         label_map: Ids to use (default: built from the rows).
         label: The class column.
     """
-    from facelab.labels import LabelMap
+    from facelab.data.labels import LabelMap
 
     label_map = label_map or LabelMap.from_manifest(manifest, label)
     counts = class_counts(manifest, label)
@@ -161,7 +161,7 @@ def sampled_counts(manifest: pd.DataFrame, strategy: str, n: int | None = None,
     elif strategy == "oversample":
         out = class_counts(oversample(manifest, seed=seed, label=label), label)
     elif strategy == "weights":
-        from facelab.labels import LabelMap
+        from facelab.data.labels import LabelMap
 
         lm = LabelMap.from_manifest(manifest, label)
         w = class_weights(manifest, lm, label)
@@ -173,43 +173,6 @@ def sampled_counts(manifest: pd.DataFrame, strategy: str, n: int | None = None,
     else:
         raise ValueError(f"unknown strategy {strategy!r}: use one of {list(STRATEGIES)}")
     return out.reindex(base.index).fillna(0)
-
-
-def plot_counts(distributions: Mapping[str, pd.Series] | pd.Series, title: str = "",
-                sharey: bool = True) -> Figure:
-    """Bar charts of class distributions side by side (one panel per entry).
-
-    Args:
-        distributions: ``{"before": counts, "undersample": counts, ...}`` or one Series.
-        title: Figure title.
-        sharey: One y scale for all panels (shows how much data a strategy drops).
-
-    Returns:
-        The matplotlib figure.
-    """
-    import matplotlib.pyplot as plt
-
-    if isinstance(distributions, pd.Series):
-        distributions = {"counts": distributions}
-    n = len(distributions)
-    fig, axes = plt.subplots(1, n, figsize=(max(4.0, 3.6 * n), 3.4), sharey=sharey,
-                             squeeze=False)
-    for ax, (name, counts) in zip(axes[0], distributions.items(), strict=True):
-        values = np.asarray(counts.to_numpy(), dtype=float)
-        ax.bar(np.arange(len(values)), values, width=0.85, color="tab:blue")
-        if values.size and values.min() > 0:
-            ratio = values.max() / values.min()
-            ax.axhline(values.mean(), color="tab:red", lw=1, ls="--")
-            ax.set_title(f"{name}\nratio {ratio:.2f}, total {values.sum():.0f}", fontsize=9)
-        else:
-            ax.set_title(name, fontsize=9)
-        ax.set_xlabel("class (largest first)")
-        ax.set_xticks([])
-    axes[0][0].set_ylabel("photos per class")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
 
 
 def summarise(distributions: Mapping[str, pd.Series], base: pd.Series) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Google Cloud Vision face detection as a :class:`facelab.faces.Detector` backend.
+"""Google Cloud Vision face detection as a :class:`facelab.faces.base.Detector` backend.
 
 Uses the official ``google-cloud-vision`` client: credentials come from the environment
 (``GOOGLE_APPLICATION_CREDENTIALS`` or application default credentials), images go in
@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from facelab.faces import DetectionFailure, Face
-from facelab.manifest import atomic_write_bytes
+from facelab.faces.base import DetectionFailure, Face
+from facelab.io import atomic_write_bytes
 
 MAX_IMAGES_PER_REQUEST = 16       # the Vision API's documented limit per request
 DEFAULT_CACHE = Path.home() / ".cache" / "facelab" / "vision"

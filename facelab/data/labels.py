@@ -6,7 +6,7 @@ is built once from the data, saved as ``labels.json`` next to the split, and reu
 training and analysis.  The order is documented and stable: **names sorted by Python's
 ``sorted`` (Unicode code point order), id = position**.  An unknown name raises with the
 name in the message: there is no silent "out of vocabulary = 0" class.  One-hot vectors
-are made inside the tf.data pipeline with ``tf.one_hot`` (:mod:`facelab.pipeline`).
+are made inside the tf.data pipeline with ``tf.one_hot`` (:mod:`facelab.data.pipeline`).
 
 :func:`load_faces` turns any SOURCE (a stage folder with ``manifest.csv``, e.g.
 ``workdir/faces``, or a folder with one sub-folder of face crops per person) into one
@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facelab.manifest import MANIFEST_NAME, OK, atomic_write_bytes, read_manifest
-
-LABELS_NAME = "labels.json"
+from facelab.io import atomic_write_bytes
+from facelab.manifest import LABELS_NAME, MANIFEST_NAME, OK, read_manifest
 
 
 class UnknownLabelError(KeyError):
@@ -159,7 +158,7 @@ class LabelMap:
             path = path / LABELS_NAME
         if not path.is_file():
             raise FileNotFoundError(f"no label map at {path}: it is written by the split "
-                                    "stage (notebook 03 or facelab.split.split_stage)")
+                                    "stage (notebook 03 or facelab.data.split.split_stage)")
         data = json.loads(path.read_text(encoding="utf-8"))
         classes = sorted(data["classes"], key=lambda c: int(c["id"]))
         if [int(c["id"]) for c in classes] != list(range(len(classes))):
@@ -182,7 +181,7 @@ def load_faces(source: str | os.PathLike[str] | pd.DataFrame,
               stage, ``workdir/split`` from the split stage, ...), or that CSV file;
             * a folder with one sub-folder of face crops per person (``ROOT/<name>/*.jpg``,
               e.g. ``../shared/data/pubfig83-dev``), read with
-              :func:`facelab.sources.read_folder`;
+              :func:`facelab.collect.sources.read_folder`;
             * a DataFrame already loaded (returned as a copy, paths left as they are).
         only_ok: Keep only rows whose ``status`` is ``ok`` (kept faces).
 
@@ -209,7 +208,7 @@ def load_faces(source: str | os.PathLike[str] | pd.DataFrame,
             df = read_manifest(root)
             folder = root.parent if root.is_file() else root
         else:
-            from facelab.sources import read_folder
+            from facelab.collect.sources import read_folder
 
             df = read_folder(root)
             folder = root

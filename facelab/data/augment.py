@@ -14,7 +14,7 @@ The layers are active only when called with ``training=True``, so the same objec
 
 * inside the model (``keras.Sequential([make_augmentation(), ...])``): it is saved and
   exported with the model and is an identity at inference; or
-* in the input pipeline (``facelab.pipeline.make_dataset(..., augment=layer)``), where it
+* in the input pipeline (``facelab.data.pipeline.make_dataset(..., augment=layer)``), where it
   runs on the CPU in tf.data, batch by batch.
 
 Eight stock layers mean three separate bilinear warps and two HSV round trips per image,
@@ -37,7 +37,6 @@ import numpy as np
 
 if TYPE_CHECKING:
     import keras
-    from matplotlib.figure import Figure
 
 
 def make_augmentation(seed: int | None = None, *, flip: bool = True, rotation: float = 0.03,
@@ -125,63 +124,15 @@ def augment_examples(image: np.ndarray | str | os.PathLike[str], layer: Any = No
     return np.asarray(layer(batch, training=True))
 
 
-def preview_grid(image: np.ndarray | str | os.PathLike[str], layer: Any = None,
-                 n: int = 15, ncols: int = 8, seed: int = 0, title: str = "") -> Figure:
-    """Draw one face and ``n`` augmented versions of it in a grid (the original first).
-
-    Args:
-        image: An (H, W, 3) array in [0, 255] or an image file.
-        layer: The augmentation (default :func:`make_augmentation` with ``seed``).
-        n: Augmented copies.
-        ncols: Columns of the grid.
-        seed: Seed of the default augmentation.
-        title: Figure title.
-
-    Returns:
-        The matplotlib figure.
-    """
-    original = image if isinstance(image, np.ndarray) else load_image(image)
-    copies = augment_examples(original, layer, n=n, seed=seed)
-    titles = ["original", *(f"#{i}" for i in range(1, len(copies) + 1))]
-    fig = image_grid([original, *copies], titles, ncols=ncols)
-    if title:
-        fig.suptitle(title)
-        fig.tight_layout()
-    return fig
-
-
-def image_grid(images: Sequence[Any], titles: Sequence[str], ncols: int = 8,
-               fontsize: int = 8) -> Figure:
-    """Draw (H, W, 3) images with values in [0, 255] in a grid, one title each.
-
-    Args:
-        images: The images (arrays or tensors).
-        titles: One title per image.
-        ncols: Columns of the grid.
-        fontsize: Title font size.
-
-    Returns:
-        The matplotlib figure.
-    """
-    import matplotlib.pyplot as plt
-
-    nrows = max(1, -(-len(images) // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.75 * nrows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < len(images):
-            ax.imshow(np.clip(np.asarray(images[i]), 0, 255).astype(np.uint8))
-            ax.set_title(titles[i], fontsize=fontsize)
-    fig.tight_layout()
-    return fig
-
-
 _FUSED: dict[str, type] = {}
+
 
 # RGB <-> YIQ (NTSC): saturation scales I and Q, a hue shift rotates them.
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
                         [0.595716, -0.274453, -0.321263],
                         [0.211456, -0.522591, 0.311135]], dtype=np.float32)
+
+
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ).astype(np.float32)
 
 
@@ -286,8 +237,8 @@ def fused_augmentation(seed: int | None = None, **strengths: Any) -> keras.layer
     """Build the fused augmentation layer (about 3-5x faster than :func:`make_augmentation`).
 
     Same kinds and default strengths; one warp and one colour matrix per image.  The
-    default of ``facelab.pipeline.make_dataset(augment=True)``.  Inside a saved model it
-    needs :func:`fused_layer_class` (or ``import facelab.augment`` + that call) before
+    default of ``facelab.data.pipeline.make_dataset(augment=True)``.  Inside a saved model it
+    needs :func:`fused_layer_class` (or ``import facelab.data.augment`` + that call) before
     loading; :func:`make_augmentation` (stock Keras layers) has no such need.
 
     Args:

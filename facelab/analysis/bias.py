@@ -28,72 +28,11 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
-    from facelab.labels import LabelMap
+    pass
+
 
 DEFAULT_THRESHOLD = 1.5
-
-
-def predict_probs(model: Any, images: Any, *, flip_average: bool = True,
-                  batch_size: int = 128) -> np.ndarray:
-    """Class probabilities for images (an array, or a dataset of (images, labels) batches).
-
-    Args:
-        model: A Keras model with a softmax output.
-        images: float32 [N, H, W, 3] in [0, 255], or a ``tf.data.Dataset`` of batches.
-        flip_average: Average with the horizontally flipped images (test-time
-            augmentation; faces are left/right symmetric).
-        batch_size: Batch size for arrays.
-
-    Returns:
-        [N, K] probabilities.
-    """
-    if hasattr(images, "element_spec"):
-        out = [predict_probs(model, np.asarray(batch[0] if isinstance(batch, tuple) else batch),
-                             flip_average=flip_average, batch_size=batch_size)
-               for batch in images]
-        return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]))
-    x = np.asarray(images, dtype=np.float32)
-    probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
-    if flip_average:
-        probs = (probs + np.asarray(model.predict(x[:, :, ::-1], batch_size=batch_size,
-                                                  verbose=0))) / 2.0
-    return probs
-
-
-def predict_split(model: Any, manifest: pd.DataFrame, split: str, label_map: LabelMap, *,
-                  image_size: int, batch_size: int = 128,
-                  flip_average: bool = True) -> pd.DataFrame:
-    """Predict every face of one split (in manifest order).
-
-    Args:
-        model: The trained model.
-        manifest: Manifest with absolute ``path``, ``person`` and ``split``.
-        split: ``val`` or ``test`` (or ``train``, read without shuffling/augmentation).
-        label_map: The map the model was trained with.
-        image_size: The model's input size.
-        batch_size: Batch size.
-        flip_average: Test-time flip averaging.
-
-    Returns:
-        One row per face: ``path``, ``person``, ``true`` and ``pred`` (ids),
-        ``predicted`` (name), ``confidence``, ``correct``.
-    """
-    from facelab.pipeline import make_dataset
-
-    rows = manifest[manifest["split"] == split].reset_index(drop=True)
-    if rows.empty:
-        raise ValueError(f"split {split!r} has no rows")
-    view = rows.assign(split="val")      # read like val: manifest order, no augmentation
-    ds = make_dataset(view, "val", image_size=image_size, batch_size=batch_size,
-                      labels=label_map)
-    probs = predict_probs(model, ds, flip_average=flip_average, batch_size=batch_size)
-    pred = probs.argmax(axis=1)
-    true = label_map.encode(rows["person"].tolist())
-    return pd.DataFrame({"path": rows["path"], "person": rows["person"], "true": true,
-                         "pred": pred, "predicted": [label_map.names[i] for i in pred],
-                         "confidence": probs.max(axis=1), "correct": pred == true})
 
 
 def confusion(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int,
@@ -114,49 +53,6 @@ def confusion(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int,
     return np.divide(cm, totals, out=np.zeros(cm.shape), where=totals > 0)
 
 
-def plot_confusion(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str], *,
-                   normalize: bool = True, title: str = "", max_label: int = 22) -> Figure:
-    """Draw the confusion matrix, readable with 40+ classes.
-
-    The figure grows with the number of classes, tick labels are shortened to
-    ``max_label`` characters, and counts are written in the cells only when K <= 15.
-
-    Args:
-        y_true: True ids.
-        y_pred: Predicted ids.
-        names: Class names in id order.
-        normalize: Row-normalised (recall on the diagonal) instead of counts.
-        title: Figure title.
-        max_label: Longest tick label.
-    """
-    import matplotlib.pyplot as plt
-
-    k = len(names)
-    cm = confusion(y_true, y_pred, k, normalize=normalize)
-    side = float(np.clip(0.22 * k + 2.5, 5, 16))
-    fig, ax = plt.subplots(figsize=(side + 1.2, side))
-    image = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1 if normalize else max(cm.max(), 1))
-    labels = [n if len(n) <= max_label else n[: max_label - 1] + "…" for n in names]
-    fontsize = 9 if k <= 15 else (7 if k <= 30 else 6)
-    ax.set_xticks(range(k), labels, rotation=90, fontsize=fontsize)
-    ax.set_yticks(range(k), labels, fontsize=fontsize)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if k <= 15:
-        for i in range(k):
-            for j in range(k):
-                if cm[i, j]:
-                    text = f"{cm[i, j]:.2f}" if normalize else str(int(cm[i, j]))
-                    ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                            color="white" if cm[i, j] > cm.max() / 2 else "black")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04,
-                 label="share of the true class" if normalize else "count")
-    ax.set_title(title or ("confusion matrix (row-normalised)" if normalize
-                           else "confusion matrix (counts)"))
-    fig.tight_layout()
-    return fig
-
-
 def share_table(y_true: Sequence[int], y_pred: Sequence[int],
                 names: Sequence[str]) -> pd.DataFrame:
     """Predicted-class share vs true share per class.
@@ -175,47 +71,6 @@ def share_table(y_true: Sequence[int], y_pred: Sequence[int],
     table = pd.DataFrame({"true_share": true, "predicted_share": pred, "ratio": ratio},
                          index=pd.Index(list(names), name="class"))
     return table.sort_values("ratio", ascending=False, kind="stable")
-
-
-def plot_shares(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str], *,
-                title: str = "", ax: Any = None, threshold: float = DEFAULT_THRESHOLD
-                ) -> Figure:
-    """Bar chart of the predicted share per class against its true share.
-
-    One dominating class (the post's "Brad Pitt") shows as one tall bar; a healthy model
-    is flat and follows the true shares.  Classes that set off the
-    :func:`dominant_class_alarm` are red.
-
-    Args:
-        y_true: True ids.
-        y_pred: Predicted ids.
-        names: Class names in id order.
-        title: Axis title.
-        ax: Draw into this axis (default: a new figure).
-        threshold: The alarm threshold (predicted / true share) to mark.
-    """
-    import matplotlib.pyplot as plt
-
-    table = share_table(y_true, y_pred, names).loc[list(names)]
-    k = len(names)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * k + 2), 3.8))
-    else:
-        fig = ax.figure
-    x = np.arange(k)
-    offenders = set(dominant_class_alarm(y_true, y_pred, names, threshold).offenders)
-    colours = ["tab:red" if name in offenders else "tab:blue" for name in table.index]
-    ax.bar(x, table["predicted_share"], color=colours, label="predicted share")
-    ax.step(np.append(x, k) - 0.5, np.append(table["true_share"], table["true_share"].iloc[-1]),
-            where="post", color="k", lw=1.2, label="true share")
-    ax.set_xticks(x, [n[:14] for n in names], rotation=90, fontsize=7 if k > 20 else 8)
-    ax.set_ylabel("share of predictions")
-    ax.set_ylim(0, max(float(table["predicted_share"].max()), float(table["true_share"].max()))
-                * 1.1 + 1e-9)
-    ax.set_title(title or "predicted vs true class share")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
 def per_class_table(y_true: Sequence[int], y_pred: Sequence[int],
@@ -254,39 +109,6 @@ def confused_pairs(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence
     table = pd.DataFrame(rows, columns=["true", "predicted", "count", "share_of_true"])
     return table.sort_values(["count", "share_of_true"], ascending=False,
                              kind="stable").head(top).reset_index(drop=True)
-
-
-def plot_misclassified(predictions: pd.DataFrame, n: int = 24, ncols: int = 8,
-                       seed: int = 0) -> Figure:
-    """Draw a grid of misclassified faces titled "true -> predicted (confidence)".
-
-    Args:
-        predictions: :func:`predict_split`'s table (needs ``path``).
-        n: Faces to show (a seeded sample when there are more mistakes).
-        ncols: Columns of the grid.
-        seed: Seed of the sample.
-    """
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    wrong = predictions[~predictions["correct"]]
-    if len(wrong) > n:
-        wrong = wrong.sample(n, random_state=seed)
-    nrows = max(1, -(-len(wrong) // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 2.2 * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, row in zip(axes.flat, wrong.itertuples(index=False), strict=False):
-        with Image.open(row.path) as img:
-            ax.imshow(np.asarray(img.convert("RGB")))
-        ax.set_title(f"{row.person[:13]}\n-> {row.predicted[:13]} ({row.confidence:.2f})",
-                     fontsize=7)
-    if wrong.empty:
-        axes.flat[0].text(0.5, 0.5, "no misclassified face", ha="center", va="center")
-    fig.suptitle(f"misclassified faces ({int((~predictions['correct']).sum())} of "
-                 f"{len(predictions)})", fontsize=10)
-    fig.tight_layout()
-    return fig
 
 
 @dataclass

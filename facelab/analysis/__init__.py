@@ -1,0 +1,25 @@
+"""Stage 8, bias analysis: is the model wrong evenly, or does one class take the others.
+
+``predictions`` of a model on one split, ``bias`` (confusion, shares, per-class table, the
+alarm); ``plots`` beside them.
+"""
+
+from facelab.lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "bias": (
+            "DEFAULT_THRESHOLD",
+            "confusion",
+            "share_table",
+            "per_class_table",
+            "confused_pairs",
+            "Alarm",
+            "dominant_class_alarm",
+            "summarise",
+        ),
+        "predictions": ("predict_probs", "predict_split"),
+        "plots": ("plot_confusion", "plot_shares", "plot_misclassified"),
+    },
+)

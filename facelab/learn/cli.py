@@ -1,0 +1,70 @@
+"""``facelab fit``: the training stage's command-line options."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+
+from facelab.learn.fitting import Recipe, fit
+from facelab.manifest import METRICS_NAME
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``facelab fit``."""
+    d = Recipe()
+    parser.add_argument("source", help="folder of face crops per person (ROOT/<name>/*.jpg), "
+                        "a face-stage folder (workdir/faces) or a split folder (workdir/split)")
+    parser.add_argument("--out", required=True, help="output folder (model.keras, "
+                        "labels.json, manifest.csv, metrics.json, figures)")
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--image-size", type=int, default=d.image_size)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--lr", type=float, default=d.peak_lr, help="peak learning rate")
+    parser.add_argument("--balance", default=d.balance,
+                        choices=["sample", "undersample", "oversample", "weights", "none"])
+    parser.add_argument("--no-augment", action="store_true", help="no augmentation")
+    parser.add_argument("--arch", default=d.arch, help="cnn (default, from scratch) or a "
+                        "keras.applications backbone: MobileNetV2, MobileNetV3Small, "
+                        "EfficientNetB0, ResNet50")
+    parser.add_argument("--weights", default=None, choices=[None, "imagenet"],
+                        help="backbone weights: none (offline, default) or imagenet "
+                        "(downloads them)")
+    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience")
+    parser.add_argument("--split", nargs="+", type=float, default=[0.7, 0.15, 0.15],
+                        metavar="F", help="train val [test] fractions when SOURCE has no "
+                        "split (default 0.7 0.15 0.15)")
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--threshold", type=float, default=1.5,
+                        help="dominant-class alarm: predicted / true share (default 1.5)")
+    parser.add_argument("--naive", action="store_true", help="the blog post's pipeline "
+                        "(imbalanced, class-ordered, no augmentation), for comparison")
+    parser.add_argument("--retrain", action="store_true",
+                        help="start over even when --out holds a run")
+    parser.epilog = ("Exit status 1 when the dominant-class alarm fires (a class predicted "
+                     "more than --threshold times its true share).  Interrupted?  Run the "
+                     "same command again: training continues from its backup.")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Entry point of ``facelab fit``."""
+    base = Recipe.naive() if args.naive else Recipe()
+    recipe = replace(base, epochs=args.epochs, image_size=args.image_size,
+                     batch_size=args.batch_size, peak_lr=args.lr,
+                     balance="none" if args.naive else args.balance,
+                     augment=False if args.naive else not args.no_augment, arch=args.arch,
+                     weights=args.weights, patience=args.patience, seed=args.seed)
+    start = time.perf_counter()
+    result = fit(args.source, args.out, recipe, fractions=args.split,
+                 split_seed=args.split_seed, threshold=args.threshold, retrain=args.retrain)
+    m = result.metrics
+    print(f"{m['split']}: accuracy {m['accuracy']:.3f}, balanced accuracy "
+          f"{m['balanced_accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f} "
+          f"({m['n']} faces, {m['num_classes']} classes)")
+    print(m["alarm"]["message"])
+    print(f"wrote {result.out_dir}/model.keras, labels.json, manifest.csv, {METRICS_NAME} "
+          f"and {len(result.figures)} figures in {time.perf_counter() - start:.0f}s")
+    sys.stdout.flush()
+    return 1 if m["alarm"]["fired"] else 0

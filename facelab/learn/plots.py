@@ -1,0 +1,79 @@
+"""Figures of training: learning curves (with the epochs where a run resumed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from facelab.learn.training import TrainResult
+
+
+def plot_history(history: pd.DataFrame, metrics: Sequence[str] = ("loss", "accuracy"),
+                 resumed_at: Sequence[int] = ()) -> Any:
+    """Learning curves: one panel per metric, train and ``val_`` lines.
+
+    Args:
+        history: :attr:`TrainResult.history` or :func:`read_history`.
+        metrics: Base metric names.
+        resumed_at: Epochs where a run resumed (drawn as dotted lines).
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    epochs = history["epoch"].astype(int) + 1 if len(history) else []
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for column, style in ((metric, "-o"), (f"val_{metric}", "-s")):
+            if column in history.columns:
+                ax.plot(epochs, history[column], style, ms=3, label=column)
+        for epoch in resumed_at:
+            ax.axvline(epoch + 0.5, color="grey", ls=":", lw=1)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_fit_figures(out: Path, run: TrainResult, preds: pd.DataFrame, names: Sequence[str],
+                     split: str, threshold: float) -> dict[str, Path]:
+    """Write the figures of a finished ``facelab fit`` run as PNG files in ``out``.
+
+    Args:
+        out: The model folder.
+        run: The finished training run (its history gives the learning curves).
+        preds: Predictions on the scored split (:func:`~facelab.analysis.predict_split`).
+        names: Class names, index = label.
+        split: Name of the scored split (used in the titles).
+        threshold: The dominant-class alarm's threshold (drawn on the shares plot).
+
+    Returns:
+        File name -> path of each figure written.
+    """
+    import matplotlib.pyplot as plt
+
+    from facelab.analysis.plots import plot_confusion, plot_misclassified, plot_shares
+
+    resumed = [r["started_at_epoch"] for r in run.runs[1:]]
+    true, pred = preds["true"], preds["pred"]
+    made = {"learning_curves.png": plot_history(run.history, resumed_at=resumed),
+            "confusion.png": plot_confusion(true, pred, names, title=f"{split}: row-normalised"),
+            "confusion_counts.png": plot_confusion(true, pred, names, normalize=False,
+                                                   title=f"{split}: counts"),
+            "shares.png": plot_shares(true, pred, names, threshold=threshold,
+                                      title=f"{split}: predicted vs true share"),
+            "misclassified.png": plot_misclassified(preds)}
+    figures = {}
+    for name, figure in made.items():
+        figure.savefig(out / name, dpi=90)
+        plt.close(figure)
+        figures[name] = out / name
+    return figures
