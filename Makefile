@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo smoke test lint install doctor clean
+.PHONY: demo smoke test lint install doctor figures clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ lint: $(STAMP)
 
 doctor: $(STAMP)
 	$(BIN)/facelab doctor
+
+# after `make demo`: one figure per executed notebook -> docs/figures/NN.png (the README's)
+FIGURES_FROM ?= runs/demo
+FIGURES_TO ?= docs/figures
+figures: $(STAMP)
+	$(BIN)/python -c "from facelab.notebook_runner import extract_figures; \
+	extract_figures('$(FIGURES_FROM)', '$(FIGURES_TO)')"
 
 clean:
 	rm -rf runs .pytest_cache

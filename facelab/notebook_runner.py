@@ -6,11 +6,17 @@ series runs in a few minutes (the tests use it).  Each notebook is given only th
 parameters it declares, always including ``workdir``: the folder the stages share
 (``runs/<profile>/work``), where each stage reads the previous stage's files and writes
 its own.  Executed copies go to ``runs/<profile>/<notebook>.ipynb``.
+
+:func:`extract_figures` takes one figure from each executed notebook (the output of the
+cell tagged ``readme-figure``, else the notebook's last PNG) and writes ``NN.png`` files:
+the README's ``docs/figures/`` (``make figures``).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import os
 import re
 import sys
@@ -31,6 +37,11 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 NOTEBOOK_PATTERN = re.compile(r"^\d{2}_.+\.ipynb$")
+# a notebook chooses its README figure by tagging the cell that draws it
+FIGURE_TAG = "readme-figure"
+FIGURE_DPI = 80           # figures are rescaled to about this resolution (they are committed)
+FIGURE_MAX_WIDTH = 900    # ... at most this many pixels wide (a GitHub README's column)
+FIGURE_COLOURS = 256      # ... and stored with a palette
 
 
 def project_root() -> Path:
@@ -135,6 +146,105 @@ def run_notebooks(profile: str = "demo", notebooks_dir: str | os.PathLike[str] |
     return done
 
 
+def _png_outputs(cell: Any) -> list[bytes]:
+    """The PNG images a notebook cell displayed, in output order."""
+    found = []
+    for output in cell.get("outputs", []):
+        data = output.get("data", {}).get("image/png")
+        if data:
+            text = "".join(data) if isinstance(data, list) else str(data)
+            found.append(base64.b64decode(text))
+    return found
+
+
+def notebook_figure(notebook: str | os.PathLike[str]) -> bytes | None:
+    """The PNG that stands for an executed notebook, or ``None`` when it shows none.
+
+    That is the last PNG output of the first cell tagged :data:`FIGURE_TAG` that has one;
+    without such a cell, the notebook's last PNG output.
+
+    Args:
+        notebook: An executed ``.ipynb`` file (with outputs).
+    """
+    import nbformat
+
+    cells = nbformat.read(str(notebook), as_version=4).cells
+    for cell in cells:
+        images = _png_outputs(cell)
+        if images and FIGURE_TAG in cell.get("metadata", {}).get("tags", []):
+            return images[-1]
+    every = [image for cell in cells for image in _png_outputs(cell)]
+    return every[-1] if every else None
+
+
+def shrink_png(data: bytes, dpi: float = FIGURE_DPI, max_width: int = FIGURE_MAX_WIDTH,
+               colours: int = FIGURE_COLOURS) -> bytes:
+    """Make a figure's PNG small enough to commit: about ``dpi``, 256 colours, optimised.
+
+    The source resolution is read from the PNG's ``pHYs`` chunk (matplotlib writes it;
+    100 dpi, matplotlib's default, is assumed without one); the image is never enlarged,
+    is at most ``max_width`` px wide, is laid over white (figures may be transparent), and
+    is stored as a palette of ``colours`` colours (plots lose nothing visible; a grid of
+    face crops drops from about 1 MB to 200 KB).
+    """
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        source_dpi = float(image.info.get("dpi", (100, 100))[0]) or 100.0
+        scale = min(1.0, dpi / source_dpi, max_width / image.width)
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        picture = Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
+    if scale < 1.0:
+        size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+        picture = picture.resize(size, Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    picture.quantize(colours, method=Image.Quantize.MEDIANCUT).save(
+        buffer, format="PNG", optimize=True, dpi=(dpi, dpi))
+    return buffer.getvalue()
+
+
+def extract_figures(executed_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                    *, dpi: float = FIGURE_DPI, max_width: int = FIGURE_MAX_WIDTH
+                    ) -> dict[str, Path]:
+    """Write one figure per executed notebook as ``out_dir/NN.png`` (NN: its number).
+
+    The figure is :func:`notebook_figure`'s choice, rescaled by :func:`shrink_png`.  A
+    notebook without any PNG output is reported and skipped (an older ``NN.png`` stays).
+
+    Args:
+        executed_dir: A folder of executed notebooks, e.g. ``runs/demo`` after
+            ``make demo`` (or ``runs/smoke``).
+        out_dir: Where the PNGs go, e.g. ``docs/figures`` (created).
+        dpi: Target resolution.
+        max_width: Largest width in pixels.
+
+    Returns:
+        Notebook number -> the PNG written.
+
+    Raises:
+        FileNotFoundError: When ``executed_dir`` holds no executed ``NN_*.ipynb``.
+    """
+    folder = Path(executed_dir)
+    notebooks = list_notebooks(folder) if folder.is_dir() else []
+    if not notebooks:
+        raise FileNotFoundError(f"no executed notebooks (NN_*.ipynb) in {folder}: run them "
+                                "first (make demo, or facelab run-notebooks)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for notebook in notebooks:
+        number = notebook.name[:2]
+        data = notebook_figure(notebook)
+        if data is None:
+            print(f"{notebook.name}: no PNG output, no figure written", file=sys.stderr)
+            continue
+        target = out / f"{number}.png"
+        target.write_bytes(shrink_png(data, dpi, max_width))
+        written[number] = target
+    print(f"wrote {len(written)} figure(s) to {out}")
+    return written
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``facelab run-notebooks``."""
     parser.add_argument("--profile", choices=sorted(PROFILES), default="demo",
@@ -142,13 +252,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", nargs="+", metavar="NN",
                         help="run only notebooks whose names start with these prefixes")
     parser.add_argument("--out", default=None, help="folder for executed copies (default runs/)")
+    parser.add_argument("--figures", default=None, metavar="DIR",
+                        help="afterwards, write one figure per notebook to DIR/NN.png (the "
+                        "cell tagged readme-figure, else the last PNG), e.g. docs/figures")
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """Entry point of ``facelab run-notebooks``."""
     try:
-        run_notebooks(args.profile, out_root=args.out, only=args.only)
+        done = run_notebooks(args.profile, out_root=args.out, only=args.only)
     except RuntimeError as error:
         print(f"facelab run-notebooks: {error}", file=sys.stderr)
         return 1
+    if args.figures and done:
+        extract_figures(done[0].parent, args.figures)
     return 0
