@@ -136,6 +136,59 @@ _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ).astype(np.float32)
 
 
+def _affine_warp(layer: Any, images: Any, n: Any) -> Any:
+    """Flip, rotate, zoom and shift each image with one bilinear affine warp.
+
+    Output pixel -> input pixel = s R F (p - c) + c + t (zoom s, rotation R, mirror F,
+    centre c, shift t), drawn per image from ``layer``'s strengths and seed generator.
+    """
+    from keras import ops
+
+    shape = ops.shape(images)
+    h, w = ops.cast(shape[1], "float32"), ops.cast(shape[2], "float32")
+    angle = layer._uniform(n, layer.rotation * 2 * np.pi)
+    scale = layer._uniform(n, layer.zoom, 1.0)
+    mirror = ops.where(layer._uniform(n, 0.5, 0.5) < 0.5, -1.0, 1.0) if layer.flip \
+        else ops.ones((n,))
+    tx, ty = layer._uniform(n, layer.translation) * w, layer._uniform(n, layer.translation) * h
+    cos, sin = ops.cos(angle) * scale, ops.sin(angle) * scale
+    a0, a1, b0, b1 = cos * mirror, -sin, sin * mirror, cos
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    a2 = cx - a0 * cx - a1 * cy + tx
+    b2 = cy - b0 * cx - b1 * cy + ty
+    zero = ops.zeros_like(a0)
+    transform = ops.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1)
+    return ops.image.affine_transform(images, transform, interpolation="bilinear",
+                                      fill_mode="reflect")
+
+
+def _recolour(layer: Any, images: Any, n: Any) -> Any:
+    """Saturation and hue (one 3x3 YIQ matrix per image), then contrast and brightness.
+
+    Works on values scaled to [0, 1] from ``layer.value_range`` and clipped there.
+    """
+    from keras import ops
+
+    low, high = layer.value_range
+    x = (images - low) / (high - low)
+    m = layer._uniform(n, layer.saturation, 0.5)
+    m = m / (1.0 - m)                                   # Keras' saturation factor
+    theta = layer._uniform(n, layer.hue * np.pi)        # hue shift <= hue / 2 turn
+    one, zero = ops.ones_like(m), ops.zeros_like(m)
+    chroma = ops.stack([ops.stack([one, zero, zero], 1),
+                        ops.stack([zero, m * ops.cos(theta), -m * ops.sin(theta)], 1),
+                        ops.stack([zero, m * ops.sin(theta), m * ops.cos(theta)], 1)],
+                       axis=1)                         # (n, 3, 3)
+    matrix = ops.matmul(ops.matmul(ops.convert_to_tensor(_YIQ_TO_RGB), chroma),
+                        ops.convert_to_tensor(_RGB_TO_YIQ))
+    x = ops.einsum("nhwc,ndc->nhwd", x, matrix)
+    mean = ops.mean(x, axis=(1, 2), keepdims=True)
+    c = ops.reshape(layer._uniform(n, layer.contrast, 1.0), (-1, 1, 1, 1))
+    delta = ops.reshape(layer._uniform(n, layer.brightness), (-1, 1, 1, 1))
+    x = ops.clip((x - mean) * c + mean + delta, 0.0, 1.0)
+    return x * (high - low) + low
+
+
 def fused_layer_class() -> type:
     """Return (defining and registering it once) the fused ``facelab>FaceAugment`` layer.
 
@@ -181,42 +234,8 @@ def fused_layer_class() -> type:
             if not training:
                 return images
             images = ops.cast(images, "float32")
-            shape = ops.shape(images)
-            n, h, w = shape[0], ops.cast(shape[1], "float32"), ops.cast(shape[2], "float32")
-            # geometry: output pixel -> input pixel = s R F (p - c) + c + t
-            angle = self._uniform(n, self.rotation * 2 * np.pi)
-            scale = self._uniform(n, self.zoom, 1.0)
-            mirror = ops.where(self._uniform(n, 0.5, 0.5) < 0.5, -1.0, 1.0) if self.flip \
-                else ops.ones((n,))
-            tx, ty = self._uniform(n, self.translation) * w, self._uniform(n, self.translation) * h
-            cos, sin = ops.cos(angle) * scale, ops.sin(angle) * scale
-            a0, a1, b0, b1 = cos * mirror, -sin, sin * mirror, cos
-            cx, cy = (w - 1) / 2, (h - 1) / 2
-            a2 = cx - a0 * cx - a1 * cy + tx
-            b2 = cy - b0 * cx - b1 * cy + ty
-            zero = ops.zeros_like(a0)
-            transform = ops.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1)
-            images = ops.image.affine_transform(images, transform, interpolation="bilinear",
-                                                fill_mode="reflect")
-            # colour, on values scaled to [0, 1]
-            low, high = self.value_range
-            x = (images - low) / (high - low)
-            m = self._uniform(n, self.saturation, 0.5)
-            m = m / (1.0 - m)                                   # Keras' saturation factor
-            theta = self._uniform(n, self.hue * np.pi)          # hue shift <= hue / 2 turn
-            one, zero = ops.ones_like(m), ops.zeros_like(m)
-            chroma = ops.stack([ops.stack([one, zero, zero], 1),
-                                ops.stack([zero, m * ops.cos(theta), -m * ops.sin(theta)], 1),
-                                ops.stack([zero, m * ops.sin(theta), m * ops.cos(theta)], 1)],
-                               axis=1)                         # (n, 3, 3)
-            matrix = ops.matmul(ops.matmul(ops.convert_to_tensor(_YIQ_TO_RGB), chroma),
-                                ops.convert_to_tensor(_RGB_TO_YIQ))
-            x = ops.einsum("nhwc,ndc->nhwd", x, matrix)
-            mean = ops.mean(x, axis=(1, 2), keepdims=True)
-            c = ops.reshape(self._uniform(n, self.contrast, 1.0), (-1, 1, 1, 1))
-            delta = ops.reshape(self._uniform(n, self.brightness), (-1, 1, 1, 1))
-            x = ops.clip((x - mean) * c + mean + delta, 0.0, 1.0)
-            return x * (high - low) + low
+            n = ops.shape(images)[0]
+            return _recolour(self, _affine_warp(self, images, n), n)
 
         def compute_output_shape(self, input_shape: Any) -> Any:
             return input_shape

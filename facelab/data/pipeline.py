@@ -126,6 +126,122 @@ def _size(image_size: int | Sequence[int]) -> tuple[int, int]:
     return h, w
 
 
+def _open_manifest(manifest: pd.DataFrame | str | os.PathLike[str], labels: LabelMap | None
+                   ) -> tuple[pd.DataFrame, LabelMap | None]:
+    """The manifest table, and the folder's ``labels.json`` when one is passed and none given."""
+    if isinstance(manifest, pd.DataFrame):
+        return manifest, labels
+    folder = Path(manifest)
+    table = load_faces(folder)
+    if labels is None and (folder / LABELS_NAME).is_file():
+        labels = LabelMap.load(folder)
+    return table, labels
+
+
+def _balance_mode(balance: str | None, on_error: str, batch_size: int) -> str:
+    """Check the dataset options; return the balance mode (``"none"`` for ``None``)."""
+    mode = "none" if balance is None else str(balance)
+    if mode not in BALANCE_MODES:
+        raise ValueError(f"unknown balance {balance!r}: use one of {list(BALANCE_MODES)}")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error={on_error!r}: use 'raise' or 'skip'")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1")
+    return mode
+
+
+def _drop_unreadable(rows: pd.DataFrame, split: str, on_error: str) -> pd.DataFrame:
+    """Raise naming the unreadable files (``on_error="raise"``), or drop and log them."""
+    bad = check_files(rows["path"].tolist())
+    if not len(bad):
+        return rows
+    listing = "; ".join(f"{p} ({r})" for p, r in bad.head(5).itertuples(index=False))
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    if on_error == "raise":
+        raise ValueError(f"{len(bad)} unreadable image file(s) in split {split!r}: "
+                         f"{listing}{more}. Fix or drop those rows, or pass "
+                         "on_error='skip'")
+    log.warning("skipping %d unreadable image file(s) in split %r: %s%s",
+                len(bad), split, listing, more)
+    rows = rows[~rows["path"].isin(set(bad["path"]))]
+    if rows.empty:
+        raise ValueError(f"every file of split {split!r} is unreadable")
+    return rows
+
+
+def _resampled(rows: pd.DataFrame, mode: str, seed: int) -> pd.DataFrame:
+    """The rows under- or oversampled to equal classes (as they are for other modes)."""
+    if mode == "undersample":
+        from facelab.data.balance import undersample
+
+        return undersample(rows, seed=seed)
+    if mode == "oversample":
+        from facelab.data.balance import oversample
+
+        return oversample(rows, seed=seed)
+    return rows
+
+
+def _slices(items: list[Any], ids: np.ndarray) -> tf.data.Dataset:
+    """A dataset of (path or bytes, integer label) pairs."""
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((tf.constant(items, tf.string),
+                                               tf.constant(ids, tf.int32)))
+
+
+def _class_draws(items: list[Any], ids: np.ndarray, seed: int,
+                 epoch_size: int | None) -> tf.data.Dataset:
+    """Uniform class draws over one shuffled, repeating dataset per class (an epoch long)."""
+    import tensorflow as tf
+
+    per_class = []
+    for k in np.unique(ids):
+        members = np.flatnonzero(ids == k)
+        ds_k = _slices([items[i] for i in members], ids[members])
+        ds_k = ds_k.shuffle(len(members), seed=seed * 1009 + int(k) + 1,
+                            reshuffle_each_iteration=True).repeat()
+        per_class.append(ds_k)
+    ds = tf.data.Dataset.sample_from_datasets(
+        per_class, weights=[1.0 / len(per_class)] * len(per_class), seed=seed,
+        rerandomize_each_iteration=True)
+    return ds.take(int(epoch_size or len(ids)))
+
+
+def _decoded(ds: tf.data.Dataset, read_bytes: bool, size: tuple[int, int], depth: int,
+             skip_errors: bool) -> tf.data.Dataset:
+    """Read (unless cached), decode and resize each image in parallel; one-hot its label."""
+    import tensorflow as tf
+
+    height, width = size
+
+    def load(item: tf.Tensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        data = item if read_bytes else tf.io.read_file(item)
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = tf.image.resize(image, (height, width))
+        image.set_shape((height, width, 3))
+        return image, tf.one_hot(k, depth, dtype=tf.float32)
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    if skip_errors:
+        ds = ds.ignore_errors(log_warning=True)
+    return ds
+
+
+def _augmented(ds: tf.data.Dataset, augment: Any, seed: int) -> tf.data.Dataset:
+    """Batches through the augmentation (``True``: the fused layer seeded with ``seed``)."""
+    import tensorflow as tf
+
+    if augment is True:
+        from facelab.data.augment import fused_augmentation
+
+        layer = fused_augmentation(seed=seed)
+    else:
+        layer = augment
+    return ds.map(lambda x, y: (layer(x, training=True), y),
+                  num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def make_dataset(manifest: pd.DataFrame | str | os.PathLike[str], split: str = TRAIN, *,
                  image_size: int | Sequence[int] = 100, batch_size: int = 32,
                  balance: str | None = "sample", augment: Any = False, seed: int = 0,
@@ -179,104 +295,37 @@ def make_dataset(manifest: pd.DataFrame | str | os.PathLike[str], split: str = T
     """
     import tensorflow as tf
 
-    if not isinstance(manifest, pd.DataFrame):
-        folder = Path(manifest)
-        manifest = load_faces(folder)
-        if labels is None and (folder / LABELS_NAME).is_file():
-            labels = LabelMap.load(folder)
-    mode = "none" if balance is None else str(balance)
-    if mode not in BALANCE_MODES:
-        raise ValueError(f"unknown balance {balance!r}: use one of {list(BALANCE_MODES)}")
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error={on_error!r}: use 'raise' or 'skip'")
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be >= 1")
-    height, width = _size(image_size)
+    manifest, labels = _open_manifest(manifest, labels)
+    mode = _balance_mode(balance, on_error, batch_size)
+    size = _size(image_size)
     label_map = labels or LabelMap.from_manifest(manifest)
     rows = _split_rows(manifest, split)
     training = split == TRAIN
     if not training:
         mode, shuffle, augment = "none", False, False
-
     if not labels_only:
-        bad = check_files(rows["path"].tolist())
-        if len(bad):
-            listing = "; ".join(f"{p} ({r})" for p, r in bad.head(5).itertuples(index=False))
-            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-            if on_error == "raise":
-                raise ValueError(f"{len(bad)} unreadable image file(s) in split {split!r}: "
-                                 f"{listing}{more}. Fix or drop those rows, or pass "
-                                 "on_error='skip'")
-            log.warning("skipping %d unreadable image file(s) in split %r: %s%s",
-                        len(bad), split, listing, more)
-            rows = rows[~rows["path"].isin(set(bad["path"]))]
-            if rows.empty:
-                raise ValueError(f"every file of split {split!r} is unreadable")
-
-    if mode == "undersample":
-        from facelab.data.balance import undersample
-
-        rows = undersample(rows, seed=seed)
-    elif mode == "oversample":
-        from facelab.data.balance import oversample
-
-        rows = oversample(rows, seed=seed)
-
+        rows = _drop_unreadable(rows, split, on_error)
+    rows = _resampled(rows, mode, seed)
     ids = label_map.encode(rows["person"].tolist())
     paths = rows["path"].astype(str).tolist()
-    depth = len(label_map)
     read_bytes = cache and not labels_only
-
     if read_bytes:   # the cache: every file's bytes, read once, here (no partial caches)
         unique = {p: _read_bytes(p) for p in dict.fromkeys(paths)}
         items: list[Any] = [unique[p] for p in paths]
     else:
         items = paths
-
-    def source(p: list[Any], y: np.ndarray) -> tf.data.Dataset:
-        return tf.data.Dataset.from_tensor_slices((tf.constant(p, tf.string),
-                                                   tf.constant(y, tf.int32)))
-
     if mode == "sample":
-        per_class = []
-        for k in np.unique(ids):
-            members = np.flatnonzero(ids == k)
-            ds_k = source([items[i] for i in members], ids[members])
-            ds_k = ds_k.shuffle(len(members), seed=seed * 1009 + int(k) + 1,
-                                reshuffle_each_iteration=True).repeat()
-            per_class.append(ds_k)
-        ds = tf.data.Dataset.sample_from_datasets(
-            per_class, weights=[1.0 / len(per_class)] * len(per_class), seed=seed,
-            rerandomize_each_iteration=True)
-        ds = ds.take(int(epoch_size or len(ids)))
+        ds = _class_draws(items, ids, seed, epoch_size)
     else:
-        ds = source(items, ids)
+        ds = _slices(items, ids)
         if training and shuffle:
             ds = ds.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
-
     if labels_only:
         return ds.map(lambda f, k: k).batch(batch_size, drop_remainder=drop_remainder)
-
-    def load(item: tf.Tensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        data = item if read_bytes else tf.io.read_file(item)
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        image = tf.image.resize(image, (height, width))
-        image.set_shape((height, width, 3))
-        return image, tf.one_hot(k, depth, dtype=tf.float32)
-
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    if on_error == "skip":
-        ds = ds.ignore_errors(log_warning=True)
+    ds = _decoded(ds, read_bytes, size, len(label_map), on_error == "skip")
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if training and augment is not False and augment is not None:
-        if augment is True:
-            from facelab.data.augment import fused_augmentation
-
-            layer = fused_augmentation(seed=seed)
-        else:
-            layer = augment
-        ds = ds.map(lambda x, y: (layer(x, training=True), y),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        ds = _augmented(ds, augment, seed)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -16,6 +16,8 @@ __getattr__, __all__ = lazy_exports(
             "generate",
             "read_photos",
             "read_identities",
+            "face_crop",
+            "identity_faces",
             "portraits",
         ),
         "identities": (
@@ -58,6 +60,6 @@ __getattr__, __all__ = lazy_exports(
             "reencode",
         ),
         "render": ("Box", "render_photo"),
-        "plots": ("plot_identities", "face_crop", "identity_grid", "photos_per_identity_plot"),
+        "plots": ("plot_identities", "identity_grid", "photos_per_identity_plot"),
     },
 )

@@ -47,6 +47,7 @@ from facelab.demo.identities import (
 )
 from facelab.demo.render import render_photo
 from facelab.io import atomic_write_bytes
+from facelab.manifest import parse_rect
 
 PHOTOS_CSV = "photos.csv"
 
@@ -171,6 +172,49 @@ def read_identities(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, dtype=str)
 
 
+def face_crop(image_path: str | os.PathLike[str], rect: str, size: int = 96,
+              margin: float = 0.25) -> Image.Image:
+    """Crop the labelled face of a photo (rect widened by ``margin``) to a square image.
+
+    Args:
+        image_path: The photo.
+        rect: The face's ``"x0,y0,x1,y1"`` (the whole photo when empty or malformed).
+        size: Side of the square result in pixels.
+        margin: Extra room on each side of the rect, as a share of its longer side.
+    """
+    with Image.open(image_path) as image:
+        image = image.convert("RGB")
+        box = parse_rect(rect) or (0, 0, image.width, image.height)
+        x0, y0, x1, y1 = box
+        side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        crop = image.crop((round(cx - side / 2), round(cy - side / 2),
+                           round(cx + side / 2), round(cy + side / 2)))
+        return crop.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def identity_faces(out_dir: str | os.PathLike[str], photos: pd.DataFrame | None = None,
+                   size: int = 96, margin: float = 0.35) -> list[tuple[str, Image.Image]]:
+    """Cut one face per identity: its first single-face photo, cropped square.
+
+    Args:
+        out_dir: A generated collection (the photos' paths are relative to it).
+        photos: Its photos table or a part of it (default: ``photos.csv``); without an
+            ``n_faces`` column any photo counts as single-face.
+        size: Side of each square face in pixels.
+        margin: Extra room around the labelled rect, as a share of its size.
+
+    Returns:
+        ``(person, image)`` pairs in the order of ``photos``.
+    """
+    photos = photos if photos is not None else read_photos(out_dir)
+    single = photos[photos["n_faces"] == 1] if "n_faces" in photos.columns else photos
+    first = single.groupby("person", sort=False).head(1)
+    return [(str(row.person), face_crop(Path(out_dir) / str(row.path), str(row.rect),
+                                        size=size, margin=margin))
+            for row in first.itertuples(index=False)]
+
+
 def portraits(out_dir: str | os.PathLike[str], size: int = 96,
               margin: float = 0.35) -> list[tuple[str, Image.Image]]:
     """Cut one face per identity (its first single-face photo) for a grid of identities.
@@ -181,20 +225,9 @@ def portraits(out_dir: str | os.PathLike[str], size: int = 96,
         margin: Extra room around the labelled rect, as a share of its size.
 
     Returns:
-        ``(person, image)`` pairs in the order of ``identities.csv``.
+        ``(person, image)`` pairs in the order of ``identities.csv`` (see
+        :func:`identity_faces`).
     """
-    photos = read_photos(out_dir)
-    single = photos[photos["n_faces"] == 1].drop_duplicates("person").set_index("person")
-    out = []
-    for person in read_identities(out_dir)["person"]:
-        if person not in single.index:
-            continue
-        row = single.loc[person]
-        x0, y0, x1, y1 = (int(v) for v in str(row["rect"]).split(","))
-        half = max(x1 - x0, y1 - y0) * (0.5 + margin)
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        with Image.open(Path(out_dir) / str(row["path"])) as img:
-            crop = img.convert("RGB").crop((int(cx - half), int(cy - half),
-                                            int(cx + half), int(cy + half)))
-        out.append((person, crop.resize((size, size), Image.Resampling.BILINEAR)))
-    return out
+    faces = dict(identity_faces(out_dir, size=size, margin=margin))
+    return [(person, faces[person]) for person in read_identities(out_dir)["person"]
+            if person in faces]

@@ -9,8 +9,28 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from facelab.demo.photos import PHOTOS_CSV, portraits, read_photos
-from facelab.manifest import parse_rect
+from facelab.demo.photos import face_crop, identity_faces, portraits, read_photos
+
+__all__ = ["face_crop", "identity_grid", "photos_per_identity_plot", "plot_identities"]
+
+
+def _face_grid(faces: list[tuple[str, Image.Image]], columns: int,
+               cell: tuple[float, float], title: str = "") -> Any:
+    """Draw square faces in a grid, ``columns`` wide, each titled; ``cell`` is inches."""
+    import matplotlib.pyplot as plt
+
+    rows = max(1, -(-len(faces) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * cell[0], rows * cell[1]),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (label, image) in zip(axes.ravel(), faces, strict=False):
+        ax.imshow(image)
+        ax.set_title(label, fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def plot_identities(out_dir: str | os.PathLike[str], cols: int = 8, size: int = 96) -> Any:
@@ -19,53 +39,18 @@ def plot_identities(out_dir: str | os.PathLike[str], cols: int = 8, size: int = 
     Returns:
         The matplotlib figure.
     """
-    import matplotlib.pyplot as plt
-
-    items = portraits(out_dir, size)
     counts = read_photos(out_dir).groupby("person").size()
-    rows = max(1, -(-len(items) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.9), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, (person, img) in zip(axes.ravel(), items, strict=False):
-        ax.imshow(img)
-        ax.set_title(f"{person}\n{counts.get(person, 0)} photos", fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def face_crop(image_path: str | Path, rect: str, size: int = 96, margin: float = 0.25) -> Any:
-    """Crop the labelled face of a photo (rect widened by ``margin``) to a square image."""
-    with Image.open(image_path) as image:
-        image = image.convert("RGB")
-        box = parse_rect(rect) or (0, 0, image.width, image.height)
-        x0, y0, x1, y1 = box
-        side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        crop = image.crop((round(cx - side / 2), round(cy - side / 2),
-                           round(cx + side / 2), round(cy + side / 2)))
-        return crop.resize((size, size), Image.Resampling.LANCZOS)
+    faces = [(f"{person}\n{counts.get(person, 0)} photos", image)
+             for person, image in portraits(out_dir, size)]
+    return _face_grid(faces, cols, (1.6, 1.9))
 
 
 def identity_grid(demo_dir: str | Path, photos: pd.DataFrame | None = None,
                   columns: int = 8, size: int = 96) -> Any:
     """Plot one face per identity (its first single-face photo), titled by name."""
-    import matplotlib.pyplot as plt
-
-    demo_dir = Path(demo_dir)
-    photos = photos if photos is not None else pd.read_csv(demo_dir / PHOTOS_CSV)
-    single = photos[photos["n_faces"] == 1] if "n_faces" in photos.columns else photos
-    first = single.groupby("person", sort=False).head(1)
-    rows = max(1, -(-len(first) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.4, rows * 1.6), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, photo in zip(axes.flat, first.itertuples(index=False), strict=False):
-        ax.imshow(face_crop(demo_dir / photo.path, photo.rect, size=size))
-        ax.set_title(str(photo.person), fontsize=7)
-    fig.suptitle(f"{len(first)} demo identities (one face each)")
-    fig.tight_layout()
-    return fig
+    faces = identity_faces(demo_dir, photos, size=size, margin=0.25)
+    return _face_grid(faces, columns, (1.4, 1.6),
+                      title=f"{len(faces)} demo identities (one face each)")
 
 
 def photos_per_identity_plot(photos: pd.DataFrame) -> Any:

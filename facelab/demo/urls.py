@@ -196,6 +196,136 @@ def _scaled_rect(rect: str, scale: float) -> str:
     return format_rect(v * scale for v in box)
 
 
+_NEEDED = {"person", "imagenum", "path", "rect", "md5"}
+
+
+def _assign_kinds(n: int, counts: dict[str, int], rng: random.Random) -> list[str]:
+    """Give each of ``n`` photos its kind: ``counts`` of each misbehaviour, the rest ok."""
+    replacing = sum(counts[k] for k in (*_REPLACING, "huge"))
+    if replacing > n:
+        raise ValueError(f"{n} photos are too few for the misbehaviours asked for ({replacing})")
+    order = list(range(n))
+    rng.shuffle(order)
+    kind_of = ["ok"] * n
+    cursor = 0
+    for kind in ("huge", *_REPLACING):
+        for index in order[cursor:cursor + counts[kind]]:
+            kind_of[index] = kind
+        cursor += counts[kind]
+    return kind_of
+
+
+def _url_row(photo: dict[str, Any], kind: str, url_path: str) -> dict[str, Any]:
+    """A plan row for one photo of ``photos.csv``, before its misbehaviour's parameters."""
+    return {"person": str(photo["person"]), "order": float(photo["imagenum"]),
+            "url_path": url_path, "kind": kind, "detail": "",
+            "photo": str(photo["path"]), "duplicate_of": "", "rect": str(photo["rect"]),
+            "md5_listed": str(photo["md5"]).lower(), "md5_photo": str(photo["md5"]).lower(),
+            "quality": 0, "scale": 1.0, "cut": 0.0, "hops": 0, "mode": ""}
+
+
+def _placeholder(row: dict[str, Any], rng: random.Random, shares: Shares, n_faces: Any) -> None:
+    """Shared placeholder picture: served directly or behind a redirect."""
+    row["mode"] = "redirect" if rng.random() < shares.placeholder_redirected else "direct"
+    row["detail"] = ("redirects to the shared placeholder" if row["mode"] == "redirect"
+                     else "placeholder picture, 200")
+
+
+def _html(row: dict[str, Any], rng: random.Random, shares: Shares, n_faces: Any) -> None:
+    """A web page, labelled text/html or image/jpeg."""
+    row["mode"] = "image/jpeg" if rng.random() < shares.html_as_jpeg else "text/html"
+    row["detail"] = f"web page labelled {row['mode']}"
+
+
+def _truncated(row: dict[str, Any], rng: random.Random, shares: Shares, n_faces: Any) -> None:
+    """The first 20-80% of the bytes, with an honest or a full Content-Length."""
+    row["cut"] = round(rng.uniform(0.2, 0.8), 3)
+    row["mode"] = "dropped" if rng.random() < shares.truncated_dropped else "short"
+    row["detail"] = (f"first {row['cut']:.0%} of the bytes, " +
+                     ("promises full length, drops the connection"
+                      if row["mode"] == "dropped" else "honest Content-Length"))
+
+
+def _changed(row: dict[str, Any], rng: random.Random, shares: Shares, n_faces: Any) -> None:
+    """Re-encoded at another quality, single-face photos sometimes resized."""
+    row["quality"] = rng.choice([55, 60, 65, 70, 75, 80])
+    if int(n_faces) == 1 and rng.random() < shares.changed_resized:
+        row["scale"] = round(rng.uniform(0.6, 0.85), 3)
+        row["mode"] = "resized"
+        row["detail"] = f"resized x{row['scale']}, quality {row['quality']}"
+    else:
+        row["mode"] = "reencoded"
+        row["detail"] = f"re-encoded, quality {row['quality']}"
+
+
+def _slow(row: dict[str, Any], rng: random.Random, shares: Shares, n_faces: Any) -> None:
+    """Stalls before the headers or trickles the body."""
+    row["mode"] = "trickle" if rng.random() < shares.slow_trickle else "stall"
+    row["detail"] = (f"{row['mode']}s for {shares.slow_s:g} s" if row["mode"] == "stall"
+                     else f"trickles the body over {shares.slow_s:g} s")
+
+
+def _redirect_chain(row: dict[str, Any], rng: random.Random, shares: Shares,
+                    n_faces: Any) -> None:
+    """2-4 redirects, then the photo."""
+    row["hops"] = rng.randint(2, 4)
+    row["detail"] = f"{row['hops']} redirects, then the photo"
+
+
+def _redirect_loop(row: dict[str, Any], rng: random.Random, shares: Shares,
+                   n_faces: Any) -> None:
+    """A loop of 1-3 redirects."""
+    row["hops"] = rng.randint(1, 3)
+    row["detail"] = f"loop of {row['hops']} redirect(s)"
+
+
+def _huge(row: dict[str, Any], rng: random.Random, shares: Shares, n_faces: Any) -> None:
+    """A streamed response of ``huge_mb`` MiB."""
+    row["detail"] = f"streams {shares.huge_mb} MiB, no Content-Length"
+
+
+# kind -> step drawing that misbehaviour's parameters into a plan row (in place)
+_MISBEHAVIOUR = {"placeholder": _placeholder, "html": _html, "truncated": _truncated,
+                 "changed": _changed, "slow": _slow, "redirect_chain": _redirect_chain,
+                 "redirect_loop": _redirect_loop, "huge": _huge}
+
+
+def _duplicate_rows(rows: list[dict[str, Any]], photos: pd.DataFrame, counts: dict[str, int],
+                    maker: UrlMaker, rng: random.Random) -> list[dict[str, Any]]:
+    """The extra rows that copy an ok photo of the same person (exact or re-encoded)."""
+    ok_rows = [r for r in rows if r["kind"] == "ok"]
+    last = photos.groupby(photos["person"].astype(str))["imagenum"].max().to_dict()
+    extra = []
+    for kind in ("duplicate_exact", "duplicate_reencoded"):
+        for _ in range(counts[kind] if ok_rows else 0):
+            source = rng.choice(ok_rows)
+            row = dict(source, url_path=maker.photo(source["person"]), kind=kind,
+                       duplicate_of=source["url_path"],
+                       order=rng.uniform(0.5, float(last[source["person"]]) + 0.5))
+            if kind == "duplicate_exact":
+                row["detail"] = "byte-identical copy"
+            else:
+                row["quality"] = rng.choice([60, 70, 80, 90])
+                row["scale"] = round(rng.uniform(0.7, 0.9), 3) if rng.random() < 0.5 else 1.0
+                row["rect"] = _scaled_rect(source["rect"], row["scale"])
+                row["md5_listed"] = ""
+                row["mode"] = "resized" if row["scale"] != 1.0 else "reencoded"
+                row["detail"] = (f"re-encoded copy, quality {row['quality']}" +
+                                 (f", resized x{row['scale']}" if row["scale"] != 1.0 else ""))
+            extra.append(row)
+    return extra
+
+
+def _ordered_plan(rows: list[dict[str, Any]], photos: pd.DataFrame) -> pd.DataFrame:
+    """The plan table: ordered by person (as in ``photos``) then order, imagenum 1..n."""
+    plan = pd.DataFrame(rows)
+    person_order = {p: k for k, p in enumerate(dict.fromkeys(photos["person"].astype(str)))}
+    plan["_p"] = plan["person"].map(person_order)
+    plan = plan.sort_values(["_p", "order"], kind="stable").drop(columns=["_p", "order"])
+    plan.insert(1, "imagenum", plan.groupby("person", sort=False).cumcount() + 1)
+    return plan.reset_index(drop=True)
+
+
 def plan_urls(photos: pd.DataFrame, seed: int = 0, shares: Shares | None = None) -> pd.DataFrame:
     """Decide, deterministically, the URL and the misbehaviour behind each photo.
 
@@ -218,98 +348,24 @@ def plan_urls(photos: pd.DataFrame, seed: int = 0, shares: Shares | None = None)
     """
     shares = shares or Shares()
     shares.validate()
-    needed = {"person", "imagenum", "path", "rect", "md5"}
-    if not needed <= set(photos.columns):
-        raise ValueError(f"photos table lacks {sorted(needed - set(photos.columns))}: pass "
+    if not _NEEDED <= set(photos.columns):
+        raise ValueError(f"photos table lacks {sorted(_NEEDED - set(photos.columns))}: pass "
                          "the photos.csv written by facelab.demo.photos.generate")
     rng = random.Random(seed)
     maker = UrlMaker(random.Random(seed + 7919))
     photos = photos.reset_index(drop=True)
     n = len(photos)
     counts = shares.counts(n)
-    replacing = sum(counts[k] for k in (*_REPLACING, "huge"))
-    if replacing > n:
-        raise ValueError(f"{n} photos are too few for the misbehaviours asked for ({replacing})")
-    order = list(range(n))
-    rng.shuffle(order)
-    kind_of = ["ok"] * n
-    cursor = 0
-    for kind in ("huge", *_REPLACING):
-        for index in order[cursor:cursor + counts[kind]]:
-            kind_of[index] = kind
-        cursor += counts[kind]
+    kind_of = _assign_kinds(n, counts, rng)
     n_faces = photos["n_faces"].tolist() if "n_faces" in photos.columns else [1] * n
-
     rows: list[dict[str, Any]] = []
     for i, photo in enumerate(photos.to_dict("records")):
-        kind = kind_of[i]
-        row = {"person": str(photo["person"]), "order": float(photo["imagenum"]),
-               "url_path": maker.photo(str(photo["person"])), "kind": kind, "detail": "",
-               "photo": str(photo["path"]), "duplicate_of": "", "rect": str(photo["rect"]),
-               "md5_listed": str(photo["md5"]).lower(), "md5_photo": str(photo["md5"]).lower(),
-               "quality": 0, "scale": 1.0, "cut": 0.0, "hops": 0, "mode": ""}
-        if kind == "placeholder":
-            row["mode"] = "redirect" if rng.random() < shares.placeholder_redirected else "direct"
-            row["detail"] = ("redirects to the shared placeholder" if row["mode"] == "redirect"
-                             else "placeholder picture, 200")
-        elif kind == "html":
-            row["mode"] = "image/jpeg" if rng.random() < shares.html_as_jpeg else "text/html"
-            row["detail"] = f"web page labelled {row['mode']}"
-        elif kind == "truncated":
-            row["cut"] = round(rng.uniform(0.2, 0.8), 3)
-            row["mode"] = "dropped" if rng.random() < shares.truncated_dropped else "short"
-            row["detail"] = (f"first {row['cut']:.0%} of the bytes, " +
-                             ("promises full length, drops the connection"
-                              if row["mode"] == "dropped" else "honest Content-Length"))
-        elif kind == "changed":
-            row["quality"] = rng.choice([55, 60, 65, 70, 75, 80])
-            if int(n_faces[i]) == 1 and rng.random() < shares.changed_resized:
-                row["scale"] = round(rng.uniform(0.6, 0.85), 3)
-                row["mode"] = "resized"
-                row["detail"] = f"resized x{row['scale']}, quality {row['quality']}"
-            else:
-                row["mode"] = "reencoded"
-                row["detail"] = f"re-encoded, quality {row['quality']}"
-        elif kind == "slow":
-            row["mode"] = "trickle" if rng.random() < shares.slow_trickle else "stall"
-            row["detail"] = (f"{row['mode']}s for {shares.slow_s:g} s" if row["mode"] == "stall"
-                             else f"trickles the body over {shares.slow_s:g} s")
-        elif kind == "redirect_chain":
-            row["hops"] = rng.randint(2, 4)
-            row["detail"] = f"{row['hops']} redirects, then the photo"
-        elif kind == "redirect_loop":
-            row["hops"] = rng.randint(1, 3)
-            row["detail"] = f"loop of {row['hops']} redirect(s)"
-        elif kind == "huge":
-            row["detail"] = f"streams {shares.huge_mb} MiB, no Content-Length"
+        row = _url_row(photo, kind_of[i], maker.photo(str(photo["person"])))
+        if kind_of[i] in _MISBEHAVIOUR:
+            _MISBEHAVIOUR[kind_of[i]](row, rng, shares, n_faces[i])
         rows.append(row)
-
-    ok_rows = [r for r in rows if r["kind"] == "ok"]
-    last = photos.groupby(photos["person"].astype(str))["imagenum"].max().to_dict()
-    for kind in ("duplicate_exact", "duplicate_reencoded"):
-        for _ in range(counts[kind] if ok_rows else 0):
-            source = rng.choice(ok_rows)
-            row = dict(source, url_path=maker.photo(source["person"]), kind=kind,
-                       duplicate_of=source["url_path"],
-                       order=rng.uniform(0.5, float(last[source["person"]]) + 0.5))
-            if kind == "duplicate_exact":
-                row["detail"] = "byte-identical copy"
-            else:
-                row["quality"] = rng.choice([60, 70, 80, 90])
-                row["scale"] = round(rng.uniform(0.7, 0.9), 3) if rng.random() < 0.5 else 1.0
-                row["rect"] = _scaled_rect(source["rect"], row["scale"])
-                row["md5_listed"] = ""
-                row["mode"] = "resized" if row["scale"] != 1.0 else "reencoded"
-                row["detail"] = (f"re-encoded copy, quality {row['quality']}" +
-                                 (f", resized x{row['scale']}" if row["scale"] != 1.0 else ""))
-            rows.append(row)
-
-    plan = pd.DataFrame(rows)
-    person_order = {p: k for k, p in enumerate(dict.fromkeys(photos["person"].astype(str)))}
-    plan["_p"] = plan["person"].map(person_order)
-    plan = plan.sort_values(["_p", "order"], kind="stable").drop(columns=["_p", "order"])
-    plan.insert(1, "imagenum", plan.groupby("person", sort=False).cumcount() + 1)
-    return plan.reset_index(drop=True)
+    rows += _duplicate_rows(rows, photos, counts, maker, rng)
+    return _ordered_plan(rows, photos)
 
 
 # ----------------------------------------------------------------------------- bodies

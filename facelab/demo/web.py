@@ -35,9 +35,9 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -272,6 +272,115 @@ def _not_found(path: str) -> bytes:
             f"server.</p></body></html>\n").encode()
 
 
+@dataclass
+class _RouteBuilder:
+    """Builds the routes of a URL plan, row by row (see :meth:`DemoWeb._build`).
+
+    Attributes:
+        demo_dir: The demo folder (plan ``photo`` paths are relative to it).
+        derive: Makes (or reads from the cache) a photo's re-encoded bytes.
+        rng: Draws redirect statuses and absolute/relative locations.
+        maker: Makes the redirect hops' paths and the final paths of redirect chains.
+        placeholder: The shared "photo unavailable" JPEG.
+        bar: Progress bar of the re-encoded photos.
+        routes: path -> route, so far.
+    """
+
+    demo_dir: Path
+    derive: Callable[[Path, str, int, float], bytes]
+    rng: random.Random
+    maker: UrlMaker
+    placeholder: bytes
+    bar: Any
+    routes: dict[str, _Route] = field(default_factory=dict)
+
+    def add(self, row: SimpleNamespace) -> str:
+        """Add the route(s) of one plan row; return the md5 of what its URL serves.
+
+        The md5 is '' where the URL serves no body (404, redirect loop, huge, unknown kind).
+        """
+        steps = {"ok": self._file, "duplicate_exact": self._file,
+                 "changed": self._derived, "duplicate_reencoded": self._derived,
+                 "http_404": self._http_404, "placeholder": self._placeholder,
+                 "html": self._html, "truncated": self._truncated, "slow": self._slow,
+                 "redirect_chain": self._redirect_chain,
+                 "redirect_loop": self._redirect_loop, "huge": self._huge}
+        step = steps.get(row.kind)
+        return step(row, self.demo_dir / row.photo) if step else ""
+
+    def _file(self, row: SimpleNamespace, file: Path) -> str:
+        """The photo file as it is."""
+        self.routes[row.url_path] = _Route(row.kind, "file", file=file)
+        return row.md5_listed
+
+    def _derived(self, row: SimpleNamespace, file: Path) -> str:
+        """The photo re-encoded (and resized) since the list was made."""
+        data = self.derive(file, row.md5_photo, int(row.quality), float(row.scale))
+        self.bar.update()
+        self.routes[row.url_path] = _Route(row.kind, "bytes", data=data)
+        return hashlib.md5(data).hexdigest()
+
+    def _http_404(self, row: SimpleNamespace, file: Path) -> str:
+        """404 Not Found."""
+        self.routes[row.url_path] = _Route(row.kind, "status", status=404)
+        return ""
+
+    def _placeholder(self, row: SimpleNamespace, file: Path) -> str:
+        """The shared placeholder picture, directly or behind a redirect to its address."""
+        if row.mode == "redirect":
+            self.routes[row.url_path] = _Route(
+                row.kind, "redirect", status=self.rng.choice([301, 302]),
+                location=PLACEHOLDER_PATH, absolute=self.rng.random() < .5)
+        else:
+            self.routes[row.url_path] = _Route(row.kind, "bytes", data=self.placeholder)
+        return hashlib.md5(self.placeholder).hexdigest()
+
+    def _html(self, row: SimpleNamespace, file: Path) -> str:
+        """A web page, labelled as a page or as a JPEG."""
+        data = html_page(row.url_path)
+        ctype = "image/jpeg" if row.mode == "image/jpeg" else "text/html; charset=utf-8"
+        self.routes[row.url_path] = _Route(row.kind, "html", data=data, ctype=ctype)
+        return hashlib.md5(data).hexdigest()
+
+    def _truncated(self, row: SimpleNamespace, file: Path) -> str:
+        """The first ``cut`` of the photo's bytes."""
+        self.routes[row.url_path] = _Route(row.kind, "truncated", file=file, cut=float(row.cut),
+                                           mode=row.mode)
+        data = file.read_bytes()
+        return hashlib.md5(data[:max(1, int(len(data) * row.cut))]).hexdigest()
+
+    def _slow(self, row: SimpleNamespace, file: Path) -> str:
+        """The photo, after a stall or trickled."""
+        self.routes[row.url_path] = _Route(row.kind, "slow", file=file, mode=row.mode)
+        return row.md5_listed
+
+    def _redirect_chain(self, row: SimpleNamespace, file: Path) -> str:
+        """``hops`` redirects, then the photo at a new path."""
+        hops = [row.url_path] + [self.maker.hop() for _ in range(int(row.hops) - 1)]
+        final = self.maker.photo(row.person)
+        self._redirects(row.kind, hops, hops[1:] + [final], [301, 302, 303, 307])
+        self.routes[final] = _Route(row.kind, "file", file=file)
+        return row.md5_listed
+
+    def _redirect_loop(self, row: SimpleNamespace, file: Path) -> str:
+        """``hops`` redirects back to the listed path."""
+        loop = [row.url_path] + [self.maker.hop() for _ in range(int(row.hops) - 1)]
+        self._redirects(row.kind, loop, loop[1:] + [row.url_path], [301, 302])
+        return ""
+
+    def _redirects(self, kind: str, paths: list[str], targets: list[str],
+                   statuses: list[int]) -> None:
+        """Redirect each of ``paths`` to the matching target (random status, absolute or not)."""
+        for here, there in zip(paths, targets, strict=True):
+            self.routes[here] = _Route(kind, "redirect", status=self.rng.choice(statuses),
+                                       location=there, absolute=self.rng.random() < 0.5)
+
+    def _huge(self, row: SimpleNamespace, file: Path) -> str:
+        """A streamed body far larger than any photo."""
+        self.routes[row.url_path] = _Route(row.kind, "huge")
+        return ""
+
+
 class DemoWeb:
     """A demo collection served as a misbehaving web on 127.0.0.1 (see the module doc).
 
@@ -409,64 +518,20 @@ class DemoWeb:
         rng = random.Random(self.seed + 104729)
         maker = UrlMaker(random.Random(self.seed + 1299709))
         maker.used |= set(plan["url_path"])
-        routes: dict[str, _Route] = {}
-        placeholder = placeholder_jpeg()
-        routes[PLACEHOLDER_PATH] = _Route("placeholder", "bytes", data=placeholder)
-        served: list[str] = []
         derived = plan["kind"].isin(["changed", "duplicate_reencoded"])
         bar = tqdm(total=int(derived.sum()), desc="demo web: re-encoding photos",
                    disable=not self.progress or not derived.any(), leave=False)
-        for row in (SimpleNamespace(**r) for r in plan.to_dict("records")):
-            path, kind, file = row.url_path, row.kind, self.demo_dir / row.photo
-            md5_served = ""
-            if kind in ("ok", "duplicate_exact"):
-                routes[path] = _Route(kind, "file", file=file)
-                md5_served = row.md5_listed
-            elif kind in ("changed", "duplicate_reencoded"):
-                data = self._derived(file, row.md5_photo, int(row.quality), float(row.scale))
-                bar.update()
-                routes[path] = _Route(kind, "bytes", data=data)
-                md5_served = hashlib.md5(data).hexdigest()
-            elif kind == "http_404":
-                routes[path] = _Route(kind, "status", status=404)
-            elif kind == "placeholder":
-                if row.mode == "redirect":
-                    routes[path] = _Route(kind, "redirect", status=rng.choice([301, 302]),
-                                          location=PLACEHOLDER_PATH, absolute=rng.random() < .5)
-                else:
-                    routes[path] = _Route(kind, "bytes", data=placeholder)
-                md5_served = hashlib.md5(placeholder).hexdigest()
-            elif kind == "html":
-                data = html_page(path)
-                ctype = "image/jpeg" if row.mode == "image/jpeg" else "text/html; charset=utf-8"
-                routes[path] = _Route(kind, "html", data=data, ctype=ctype)
-                md5_served = hashlib.md5(data).hexdigest()
-            elif kind == "truncated":
-                routes[path] = _Route(kind, "truncated", file=file, cut=float(row.cut),
-                                      mode=row.mode)
-                data = file.read_bytes()
-                md5_served = hashlib.md5(data[:max(1, int(len(data) * row.cut))]).hexdigest()
-            elif kind == "slow":
-                routes[path] = _Route(kind, "slow", file=file, mode=row.mode)
-                md5_served = row.md5_listed
-            elif kind == "redirect_chain":
-                hops = [path] + [maker.hop() for _ in range(int(row.hops) - 1)]
-                final = maker.photo(row.person)
-                for here, there in zip(hops, hops[1:] + [final], strict=True):
-                    routes[here] = _Route(kind, "redirect", status=rng.choice([301, 302, 303, 307]),
-                                          location=there, absolute=rng.random() < 0.5)
-                routes[final] = _Route(kind, "file", file=file)
-                md5_served = row.md5_listed
-            elif kind == "redirect_loop":
-                loop = [path] + [maker.hop() for _ in range(int(row.hops) - 1)]
-                for here, there in zip(loop, loop[1:] + [path], strict=True):
-                    routes[here] = _Route(kind, "redirect", status=rng.choice([301, 302]),
-                                          location=there, absolute=rng.random() < 0.5)
-            elif kind == "huge":
-                routes[path] = _Route(kind, "huge")
-            served.append(md5_served)
+        builder = _RouteBuilder(self.demo_dir, self._derived, rng, maker, placeholder_jpeg(),
+                                bar)
+        builder.routes[PLACEHOLDER_PATH] = _Route("placeholder", "bytes",
+                                                  data=builder.placeholder)
+        served = [builder.add(SimpleNamespace(**r)) for r in plan.to_dict("records")]
         bar.close()
-        self._routes = routes
+        self._routes = builder.routes
+        self.truth = self._truth(plan, served)
+
+    def _truth(self, plan: pd.DataFrame, served: list[str]) -> pd.DataFrame:
+        """The plan with full URLs, the served md5s and the final status of each URL."""
         truth = plan.copy()
         for index in truth.index[truth["md5_listed"] == ""]:   # re-encoded duplicates
             truth.loc[index, "md5_listed"] = served[index]
@@ -477,7 +542,7 @@ class DemoWeb:
         truth.insert(0, "url", self.base_url + truth["url_path"])
         dup = truth["duplicate_of"] != ""
         truth.loc[dup, "duplicate_of"] = self.base_url + truth.loc[dup, "duplicate_of"]
-        self.truth = truth
+        return truth
 
     def _derived(self, file: Path, md5_photo: str, quality: int, scale: float) -> bytes:
         """Re-encode (and resize) a photo, cached in ``demo_dir/web_cache`` across restarts."""
@@ -557,6 +622,46 @@ def misbehaving_sample(truth: pd.DataFrame, per_kind: int = 2, seed: int = 0) ->
     return sample[["kind", "person", "url", "detail"]].reset_index(drop=True)
 
 
+def _fetch(session: Any, url: str, timeout_s: float, max_bytes: int
+           ) -> tuple[int, str, int, str, bytes]:
+    """GET a URL carefully: ``(status, content type, redirects, error, body)``.
+
+    Stops reading past ``max_bytes`` or three times ``timeout_s``; ``error`` is '' when
+    the whole body came, else why not (status 0 when no answer came at all).
+    """
+    import requests
+
+    start = time.perf_counter()
+    status, ctype, redirects, error, data = 0, "", 0, "", bytearray()
+    try:
+        with session.get(url, timeout=(timeout_s, timeout_s), stream=True) as resp:
+            status, redirects = resp.status_code, len(resp.history)
+            ctype = resp.headers.get("Content-Type", "")
+            for chunk in resp.iter_content(64 * 1024):
+                data += chunk
+                if len(data) > max_bytes:
+                    error = f"more than {max_bytes} bytes"
+                    break
+                if time.perf_counter() - start > 3 * timeout_s:
+                    error = f"no complete answer within {3 * timeout_s:g} s"
+                    break
+    except requests.RequestException as exc:
+        error = type(exc).__name__
+    return status, ctype, redirects, error, bytes(data)
+
+
+def _decodes(data: bytes) -> bool:
+    """True when Pillow can load ``data`` as an image."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+        return True
+    except Exception:  # any undecodable body: that is the finding
+        return False
+
+
 def probe(web: DemoWeb, per_kind: int = 1, timeout_s: float = 2.0,
           max_bytes: int = 10 * _CHUNK, seed: int = 0) -> pd.DataFrame:
     """Fetch a few URLs of every kind the way a careful downloader would, and report.
@@ -577,7 +682,6 @@ def probe(web: DemoWeb, per_kind: int = 1, timeout_s: float = 2.0,
         can load it), ``error`` and ``seconds``.
     """
     import requests
-    from PIL import Image
 
     order = {k: i for i, k in enumerate(KINDS)}
     picked = web.truth.sample(frac=1.0, random_state=seed).groupby("kind").head(per_kind)
@@ -587,33 +691,12 @@ def probe(web: DemoWeb, per_kind: int = 1, timeout_s: float = 2.0,
         session.max_redirects = 10
         for row in picked.itertuples(index=False):
             start = time.perf_counter()
-            status, ctype, redirects, error, data = 0, "", 0, "", bytearray()
-            try:
-                with session.get(row.url, timeout=(timeout_s, timeout_s), stream=True) as resp:
-                    status, redirects = resp.status_code, len(resp.history)
-                    ctype = resp.headers.get("Content-Type", "")
-                    for chunk in resp.iter_content(64 * 1024):
-                        data += chunk
-                        if len(data) > max_bytes:
-                            error = f"more than {max_bytes} bytes"
-                            break
-                        if time.perf_counter() - start > 3 * timeout_s:
-                            error = f"no complete answer within {3 * timeout_s:g} s"
-                            break
-            except requests.RequestException as exc:
-                error = type(exc).__name__
-            decodes = False
-            if data and not error:
-                try:
-                    with Image.open(io.BytesIO(bytes(data))) as image:
-                        image.load()
-                    decodes = True
-                except Exception:  # any undecodable body: that is the finding
-                    decodes = False
+            status, ctype, redirects, error, data = _fetch(session, row.url, timeout_s,
+                                                           max_bytes)
+            whole = bool(data) and not error
             rows.append({"kind": row.kind, "status": status, "content_type": ctype,
                          "bytes": len(data), "redirects": redirects,
-                         "md5_matches": bool(data) and not error
-                         and hashlib.md5(bytes(data)).hexdigest() == row.md5_listed,
-                         "decodes": decodes, "error": error,
+                         "md5_matches": whole and hashlib.md5(data).hexdigest() == row.md5_listed,
+                         "decodes": whole and _decodes(data), "error": error,
                          "seconds": round(time.perf_counter() - start, 2)})
     return pd.DataFrame(rows)

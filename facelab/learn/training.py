@@ -223,6 +223,161 @@ def InterruptAfter(batches: int) -> Any:  # noqa: N802 - reads like a class in n
     return _Interrupt()
 
 
+@dataclass
+class _Run:
+    """One call of :func:`train`: its folder, length, monitored metric and start time.
+
+    Attributes:
+        out: The run folder.
+        epochs: Total epochs of the run.
+        monitor: The metric of the best checkpoint and early stopping.
+        mode: ``"min"`` for a loss, ``"max"`` otherwise.
+        start: ``time.perf_counter()`` when the call started.
+        strategy: The distribution strategy's class name.
+    """
+
+    out: Path
+    epochs: int
+    monitor: str
+    mode: str
+    start: float
+    strategy: str = ""
+
+
+def _check_train_args(epochs: int, monitor: str, val_data: Any) -> None:
+    """Raise ValueError for epochs < 1 or a ``val_*`` monitor without validation data."""
+    if epochs < 1:
+        raise ValueError(f"epochs={epochs} must be >= 1")
+    if monitor.startswith("val_") and val_data is None:
+        raise ValueError(f"monitor={monitor!r} needs val_data; pass val data or "
+                         "monitor='loss'")
+
+
+def _clear_run(out: Path) -> None:
+    """Delete what a run wrote in ``out`` (backup, models, history, state)."""
+    for name in (BACKUP_DIR, BEST_NAME, FINAL_NAME, HISTORY_CSV, HISTORY_JSON, STATE_NAME):
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+
+def _load_completed(run: _Run, state: dict[str, Any]) -> TrainResult | None:
+    """The finished run of ``run.epochs`` epochs in the folder, loaded (None when none)."""
+    from facelab.learn.model import load_model
+
+    if not (state.get("completed") and int(state.get("epochs", -1)) == run.epochs
+            and (run.out / FINAL_NAME).is_file()):
+        return None
+    loaded = load_model(run.out / FINAL_NAME)
+    return TrainResult(loaded, read_history(run.out), run.out, initial_epoch=run.epochs,
+                       completed=True, best_epoch=state.get("best_epoch"),
+                       best_value=state.get("best_value"),
+                       seconds=time.perf_counter() - run.start,
+                       strategy=state.get("strategy", ""), runs=state.get("runs", []))
+
+
+def _built_model(model: keras.Model | Callable[[], keras.Model], strategy: Any) -> Any:
+    """The model, made inside the strategy's scope when a function is given; built."""
+    import keras
+
+    if callable(model) and not isinstance(model, keras.Model):
+        with strategy.scope():
+            model = model()
+    if not model.built:
+        raise ValueError("the model must be built (a functional model, or call it once)")
+    return model
+
+
+def _best_value(history: pd.DataFrame, run: _Run) -> float | None:
+    """The best monitored value in the history (None when it has none)."""
+    if run.monitor not in history.columns or not len(history):
+        return None
+    values = history[run.monitor].astype(float)
+    return float(values.max() if run.mode == "max" else values.min())
+
+
+def _callbacks(run: _Run, initial_epoch: int, val_data: Any, patience: int | None,
+               backup_every: int, callbacks: Sequence[Any],
+               interrupt_after_batches: int | None) -> tuple[list[Any], Any]:
+    """The call's callbacks, in order, and its best-model checkpoint (used with val data).
+
+    History logger, best checkpoint, early stopping, the backup (after those, see the
+    module doc), the epoch-end backup, the caller's callbacks, the simulated interruption.
+    The checkpoint starts from the best value of the epochs before ``initial_epoch``.
+    """
+    import keras
+
+    history_logger, best_checkpoint = _callbacks_module()
+    history = read_history(run.out)
+    if len(history):
+        history = history[history["epoch"].astype(int) < initial_epoch]
+    backup = keras.callbacks.BackupAndRestore(
+        str(run.out / BACKUP_DIR), save_freq=int(backup_every) if backup_every else "epoch",
+        double_checkpoint=True)
+    checkpoint = best_checkpoint(run.out / BEST_NAME, run.monitor, run.mode,
+                                 _best_value(history, run))
+    cbs: list[Any] = [history_logger(run.out, initial_epoch)]
+    if val_data is not None:
+        cbs.append(checkpoint)
+    if patience is not None and val_data is not None:
+        cbs.append(keras.callbacks.EarlyStopping(monitor=run.monitor, mode=run.mode,
+                                                 patience=int(patience)))
+    cbs.append(backup)      # after the history logger and checkpoint (see module doc)
+    if backup_every:
+        # BackupAndRestore saves mid-epoch only; also save at each epoch end
+        cbs.append(_EpochEndBackup(backup))
+    cbs.extend(callbacks)
+    if interrupt_after_batches:
+        cbs.append(InterruptAfter(int(interrupt_after_batches)))
+    return cbs, checkpoint
+
+
+def _start_runs(run: _Run, state: dict[str, Any], initial_epoch: int) -> list[dict[str, Any]]:
+    """Record this call's start in ``train_state.json``; return the list of calls so far."""
+    runs = list(state.get("runs", []))
+    if not (run.out / BACKUP_DIR).exists() and not state.get("completed"):
+        runs = []   # a fresh run: earlier incomplete state without a backup is stale
+    runs.append({"started_at_epoch": initial_epoch, "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+    _write_json(run.out / STATE_NAME, {"completed": False, "epochs": run.epochs, "runs": runs,
+                                       "strategy": run.strategy})
+    return runs
+
+
+def _finish(run: _Run, model: Any, checkpoint: Any, val_data: Any, initial_epoch: int,
+            interrupted: bool, runs: list[dict[str, Any]]) -> TrainResult:
+    """After ``fit``: the best weights back, ``model.keras`` when complete, the final state."""
+    from facelab.learn.model import load_model
+
+    out = run.out
+    history = read_history(out)
+    best_epoch, best_value = checkpoint.best_epoch, checkpoint.best
+    if run.monitor in history.columns and len(history):
+        values = history[run.monitor].astype(float)
+        best_epoch = int(history["epoch"].iloc[int(values.argmax() if run.mode == "max"
+                                                   else values.argmin())])
+        best_value = _best_value(history, run)
+    if val_data is not None and (out / BEST_NAME).is_file():
+        best_model = load_model(out / BEST_NAME)
+        model.set_weights(best_model.get_weights())
+    completed = not interrupted
+    runs[-1]["seconds"] = round(time.perf_counter() - run.start, 2)
+    if completed:
+        tmp = out / f".{FINAL_NAME}.tmp.keras"
+        model.save(tmp)
+        os.replace(tmp, out / FINAL_NAME)
+    _write_json(out / STATE_NAME, {"completed": completed, "epochs": run.epochs, "runs": runs,
+                                   "strategy": run.strategy,
+                                   "best_epoch": best_epoch, "best_value": best_value,
+                                   "monitor": run.monitor,
+                                   "seconds": sum(float(r.get("seconds", 0)) for r in runs)})
+    return TrainResult(model, history, out, initial_epoch=initial_epoch,
+                       interrupted=interrupted, completed=completed, best_epoch=best_epoch,
+                       best_value=best_value, seconds=time.perf_counter() - run.start,
+                       strategy=run.strategy, runs=runs)
+
+
 def train(model: keras.Model | Callable[[], keras.Model], train_data: Any, val_data: Any,
           out_dir: str | os.PathLike[str], *, epochs: int = 30,
           steps_per_epoch: int | None = None, batch_size: int | None = None,
@@ -267,77 +422,28 @@ def train(model: keras.Model | Callable[[], keras.Model], train_data: Any, val_d
     """
     import keras
 
-    from facelab.learn.model import load_model
-
-    if epochs < 1:
-        raise ValueError(f"epochs={epochs} must be >= 1")
-    if monitor.startswith("val_") and val_data is None:
-        raise ValueError(f"monitor={monitor!r} needs val_data; pass val data or "
-                         "monitor='loss'")
+    _check_train_args(epochs, monitor, val_data)
     out = Path(out_dir)
     if retrain and out.exists():
-        for name in (BACKUP_DIR, BEST_NAME, FINAL_NAME, HISTORY_CSV, HISTORY_JSON, STATE_NAME):
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        _clear_run(out)
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    mode = "min" if "loss" in monitor else "max"
+    run = _Run(out, epochs, monitor, "min" if "loss" in monitor else "max",
+               time.perf_counter())
     state = read_state(out)
-    if (state.get("completed") and int(state.get("epochs", -1)) == epochs
-            and (out / FINAL_NAME).is_file()):
-        loaded = load_model(out / FINAL_NAME)
-        return TrainResult(loaded, read_history(out), out, initial_epoch=epochs,
-                           completed=True, best_epoch=state.get("best_epoch"),
-                           best_value=state.get("best_value"),
-                           seconds=time.perf_counter() - start,
-                           strategy=state.get("strategy", ""), runs=state.get("runs", []))
+    done = _load_completed(run, state)
+    if done is not None:
+        return done
 
     keras.utils.set_random_seed(seed)
     strategy = get_strategy()
-    if callable(model) and not isinstance(model, keras.Model):
-        with strategy.scope():
-            model = model()
-    if not model.built:
-        raise ValueError("the model must be built (a functional model, or call it once)")
-
-    history_logger, best_checkpoint = _callbacks_module()
+    run.strategy = type(strategy).__name__
+    model = _built_model(model, strategy)
     initial_epoch = _backup_epoch(out / BACKUP_DIR)
     if initial_epoch == 0:
         (out / BEST_NAME).unlink(missing_ok=True)   # stale, from an earlier fresh start
-    history = read_history(out)
-    if len(history):
-        history = history[history["epoch"].astype(int) < initial_epoch]
-    previous_best = None
-    if monitor in history.columns and len(history):
-        values = history[monitor].astype(float)
-        previous_best = float(values.max() if mode == "max" else values.min())
-    backup = keras.callbacks.BackupAndRestore(
-        str(out / BACKUP_DIR), save_freq=int(backup_every) if backup_every else "epoch",
-        double_checkpoint=True)
-    checkpoint = best_checkpoint(out / BEST_NAME, monitor, mode, previous_best)
-    cbs: list[Any] = [history_logger(out, initial_epoch)]
-    if val_data is not None:
-        cbs.append(checkpoint)
-    if patience is not None and val_data is not None:
-        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
-                                                 patience=int(patience)))
-    cbs.append(backup)      # after the history logger and checkpoint (see module doc)
-    if backup_every:
-        # BackupAndRestore saves mid-epoch only; also save at each epoch end
-        cbs.append(_EpochEndBackup(backup))
-    cbs.extend(callbacks)
-    if interrupt_after_batches:
-        cbs.append(InterruptAfter(int(interrupt_after_batches)))
-
-    runs = list(state.get("runs", []))
-    if not (out / BACKUP_DIR).exists() and not state.get("completed"):
-        runs = []   # a fresh run: earlier incomplete state without a backup is stale
-    runs.append({"started_at_epoch": initial_epoch, "time": time.strftime("%Y-%m-%d %H:%M:%S")})
-    _write_json(out / STATE_NAME, {"completed": False, "epochs": epochs, "runs": runs,
-                                   "strategy": type(strategy).__name__})
+    cbs, checkpoint = _callbacks(run, initial_epoch, val_data, patience, backup_every,
+                                 callbacks, interrupt_after_batches)
+    runs = _start_runs(run, state, initial_epoch)
     interrupted = False
     try:
         x, y = train_data if isinstance(train_data, tuple) else (train_data, None)
@@ -346,31 +452,7 @@ def train(model: keras.Model | Callable[[], keras.Model], train_data: Any, val_d
                   callbacks=cbs, verbose=verbose)
     except TrainingInterrupted:
         interrupted = True
-    history = read_history(out)
-    best_epoch, best_value = checkpoint.best_epoch, checkpoint.best
-    if monitor in history.columns and len(history):
-        values = history[monitor].astype(float)
-        best_epoch = int(history["epoch"].iloc[int(values.argmax() if mode == "max"
-                                                   else values.argmin())])
-        best_value = float(values.max() if mode == "max" else values.min())
-    if val_data is not None and (out / BEST_NAME).is_file():
-        best_model = load_model(out / BEST_NAME)
-        model.set_weights(best_model.get_weights())
-    completed = not interrupted
-    runs[-1]["seconds"] = round(time.perf_counter() - start, 2)
-    if completed:
-        tmp = out / f".{FINAL_NAME}.tmp.keras"
-        model.save(tmp)
-        os.replace(tmp, out / FINAL_NAME)
-    _write_json(out / STATE_NAME, {"completed": completed, "epochs": epochs, "runs": runs,
-                                   "strategy": type(strategy).__name__,
-                                   "best_epoch": best_epoch, "best_value": best_value,
-                                   "monitor": monitor,
-                                   "seconds": sum(float(r.get("seconds", 0)) for r in runs)})
-    return TrainResult(model, history, out, initial_epoch=initial_epoch,
-                       interrupted=interrupted, completed=completed, best_epoch=best_epoch,
-                       best_value=best_value, seconds=time.perf_counter() - start,
-                       strategy=type(strategy).__name__, runs=runs)
+    return _finish(run, model, checkpoint, val_data, initial_epoch, interrupted, runs)
 
 
 def _backup_epoch(backup_dir: Path) -> int:
