@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-
     from facelab.data.labels import LabelMap
 
 

@@ -20,7 +20,6 @@ _REPLACING = ("http_404", "placeholder", "html", "truncated", "changed", "slow",
               "redirect_chain", "redirect_loop")
 
 
-
 @dataclass(frozen=True)
 class Shares:
     """How much of the demo web misbehaves, and how.

@@ -76,11 +76,7 @@ URLS_NAME = "urls.txt"
 TRUTH_NAME = "url_truth.csv"
 
 
-
-
 CACHE_NAME = "web_cache"
-
-
 
 
 _CHUNK = 1 << 20
