@@ -138,10 +138,11 @@ def write_lists(photos: pd.DataFrame, base: str, n: int, folder: Path) -> tuple[
     return pubfig, plain
 
 
-def run_facelab(pubfig: Path, out: Path, threads: int, timeout: float) -> tuple[float, int]:
+def run_facelab(pubfig: Path, out: Path, threads: int, timeout: float,
+                extra: tuple[str, ...] = ()) -> tuple[float, int]:
     cmd = [sys.executable, "-m", "facelab", "collect", str(pubfig), "--out", str(out),
            "--workers", str(threads), "--timeout", str(timeout), "--retries", "0",
-           "--no-progress"]
+           "--no-progress", *extra]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -222,6 +223,9 @@ def main() -> int:
     parser.add_argument("--baseline", choices=("img2dataset", "requests"), default=None)
     parser.add_argument("--http10", action="store_true",
                         help="server closes every connection (HTTP/1.0) instead of keep-alive")
+    parser.add_argument("--facelab-args", default="",
+                        help="more facelab collect options, e.g. '--per-host 16' (its default "
+                        "per-host cap of 2 also caps this one-host web)")
     parser.add_argument("--rtt-ms", type=float, default=0.0,
                         help="emulate a distant server: each answer waits one round trip, and "
                         "a new connection one more (the TCP handshake); default 0")
@@ -256,7 +260,7 @@ def main() -> int:
               f"distinct demo photos from {demo}, served by a static {protocol} server "
               f"process (emulated round trip {args.rtt_ms:g} ms); {args.threads} downloads at "
               f"once, timeout {args.timeout:g} s, no retries; facelab in {processes} "
-              f"process(es); {os.cpu_count()} CPUs; outputs in {work}")
+              f"process(es) {args.facelab_args}; {os.cpu_count()} CPUs; outputs in {work}")
         seconds: dict[tuple[str, int], list[float]] = {}
         rates: dict[tuple[str, int], list[float]] = {}
         cpu_ms: dict[tuple[str, int], list[float]] = {}
@@ -267,7 +271,8 @@ def main() -> int:
                     out = work / "out"
                     cpu_before, server_before = children_cpu(), process_cpu(server.pid)
                     if tool == "facelab":
-                        took, ok = run_facelab(pubfig, out, args.threads, args.timeout)
+                        took, ok = run_facelab(pubfig, out, args.threads, args.timeout,
+                                               tuple(args.facelab_args.split()))
                     elif tool.startswith("img2dataset"):
                         procs = int(tool.split()[1].split("x")[0])
                         took, ok = run_img2dataset(args.img2dataset, plain, out, args.threads,

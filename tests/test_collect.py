@@ -209,7 +209,8 @@ def write_list(path: Path, rows: list[tuple], extra_lines: tuple[str, ...] = ())
     return path
 
 
-FAST = {"workers": 8, "timeout": 2.0, "connect_timeout": 2.0, "retries": 2, "backoff": 0.01,
+FAST = {"workers": 8, "per_host": 8, "timeout": 2.0, "connect_timeout": 2.0, "retries": 2,
+        "backoff": 0.01,
         "max_bytes": 2_000_000, "progress": False, "verbose": False}
 
 
@@ -267,10 +268,14 @@ EXPECTED = [
     ("Cid", "placeholder"), ("Dee", "placeholder"), ("Eve", "placeholder"),
     ("Cid", "not_image"), ("Cid", "corrupt"), ("Dee", "ok"), ("Dee", "timeout"),
     ("Dee", "too_many_redirects"), ("Eve", "too_large"), ("Eve", "too_large"),
-    ("Eve", "unsupported_url"), ("Fay", "too_large"), ("Fay", "connection_error"),
+    ("Eve", "unsupported_url"), ("Fay", "too_large"), ("Fay", "host_unreachable"),
     ("Fay", "timeout"), ("Fay", "ok"), ("Gus", "duplicate"), ("Gus", "ok"), ("Gus", "corrupt"),
     ("Hal", "bad_row"),
 ]
+
+
+def by_url(df: pd.DataFrame, ending: str) -> str:
+    return df.loc[df["url"].str.endswith(ending), "reason"].iloc[0]
 
 
 def test_every_status_over_real_http(every_status, tmp_path: Path, capsys) -> None:
@@ -281,7 +286,9 @@ def test_every_status_over_real_http(every_status, tmp_path: Path, capsys) -> No
     got = list(zip(df["person"], df["status"], strict=True))
     assert got == EXPECTED, "\n".join(f"{g} {e} {r}" for g, e, r in
                                       zip(got, EXPECTED, df["reason"], strict=True))
-    assert set(df["status"]) | {"md5_mismatch"} == set(C.STATUSES)
+    # connection_error: a host that stops answering mid-run (its connect probe passed)
+    assert set(df["status"]) | {"md5_mismatch", "connection_error"} == set(C.STATUSES)
+    assert "connection refused" in by_url(df, "/nothing.jpg")
     assert list(df.columns) == list(C.MANIFEST_COLUMNS)
     assert (out / "manifest.csv").read_text(encoding="utf-8") == df.to_csv(index=False)
     assert read_manifest(out)["status"].tolist() == df["status"].tolist()
@@ -318,7 +325,8 @@ def test_every_status_over_real_http(every_status, tmp_path: Path, capsys) -> No
         assert file.name == row["sha256"] + Path(row["path"]).suffix
         assert hashlib.sha256(file.read_bytes()).hexdigest() == row["sha256"]
     assert by.loc[("Gus", 2), "path"].endswith(".png")
-    assert sorted(p.name for p in out.iterdir()) == ["images", "journal.jsonl", "manifest.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["hosts.csv", "images", "journal.jsonl",
+                                                     "manifest.csv"]
     assert not [p for p in (out / "images").iterdir() if p.name.startswith(".")]
     # printed summary: statuses, photos per person, speed
     assert "http_error" in printed and "photos per person" in printed and "images/s" in printed

@@ -3,8 +3,10 @@
 One manifest row per input row; failures are statuses, not exceptions.
 
 ``sources`` reads the inputs, ``fetch`` does the per-photo work (download, decode, hash,
-store), ``workers`` runs it in threads and worker processes, ``dedup`` finds placeholders and
-duplicates, ``run`` is the resumable loop (:func:`collect`); ``plots`` and ``cli`` beside it.
+store), ``hosts`` schedules it host by host (per-host cap, circuit breaker, Retry-After),
+``workers`` runs it in threads and worker processes, ``dedup`` finds placeholders and
+duplicates, ``run`` is the resumable loop (:func:`collect`), ``shards`` joins sharded runs
+(:func:`merge`, :func:`run_on_ray`); ``plots`` and ``cli`` beside it.
 """
 
 from facelab.lazy import lazy_exports
@@ -22,10 +24,24 @@ __getattr__, __all__ = lazy_exports(
             "IMAGES_DIR",
             "JOURNAL_NAME",
             "SCHEMES",
+            "HOSTS_NAME",
+            "SHARD_NAME",
             "summary",
             "collect",
             "compare_with_truth",
+            "parse_shard",
+            "shard_of_host",
         ),
+        "hosts": (
+            "HOST_UNREACHABLE",
+            "CONNECT_FAILURES",
+            "HOST_COLUMNS",
+            "HostScheduler",
+            "host_of",
+            "host_table",
+            "host_summary",
+        ),
+        "shards": ("merge", "run_on_ray"),
         "sources": (
             "PUBFIG_COLUMNS",
             "BAD_ROW",
@@ -47,6 +63,8 @@ __getattr__, __all__ = lazy_exports(
             "PHOTO_STATUSES",
             "FORMAT_EXTENSIONS",
             "RETRY_STATUSES",
+            "RETRY_LATER_STATUSES",
+            "retry_after_seconds",
             "CHUNK",
             "USER_AGENT",
             "HASH_SIDE",
@@ -86,6 +104,7 @@ __getattr__, __all__ = lazy_exports(
             "plot_photos_per_person",
             "plot_placeholders",
             "plot_duplicate_groups",
+            "plot_hosts",
         ),
     },
 )

@@ -40,17 +40,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--processes", type=int, default=None,
                         help="worker processes sharing the --workers threads (default: one "
                         "per CPU, up to 8, for 500 URLs or more; 1: all in this process)")
+    parser.add_argument("--per-host", type=int, default=2,
+                        help="URLs of one host in flight at once (polite default 2; 0: no cap)")
+    parser.add_argument("--breaker", type=int, default=3,
+                        help="after this many consecutive connection failures or timeouts of "
+                        "one host, its other URLs end as host_unreachable without being tried "
+                        "(default 3; 0: never)")
+    parser.add_argument("--max-retry-after", type=float, default=60.0,
+                        help="longest Retry-After (429/503) wait honoured, seconds (default 60)")
+    parser.add_argument("--no-probe", action="store_true",
+                        help="do not check each host first (a connect, and a HEAD for http) "
+                        "before sending its URLs to the workers")
+    parser.add_argument("--shard", default=None, metavar="I/N",
+                        help="collect only the I-th of N shards (split by host), e.g. 1/4; "
+                        "join the shard folders with `facelab merge`")
+    parser.add_argument("--ray", default=None, metavar="ADDRESS|local",
+                        help="run --shards shards as Ray tasks on the cluster at ADDRESS (or a "
+                        "local Ray instance) and merge them into --out (needs ray)")
+    parser.add_argument("--shards", type=int, default=4,
+                        help="number of shards with --ray (default 4)")
     parser.add_argument("--retry-failed", action="store_true",
-                        help="try again URLs that ended in timeout / connection / HTTP errors")
+                        help="try again URLs that ended in timeout / connection / HTTP errors "
+                        "or host_unreachable")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """Entry point of ``facelab collect``."""
-    collect(args.source, args.out, workers=args.workers, timeout=args.timeout,
-            connect_timeout=args.connect_timeout, deadline=args.deadline,
-            retries=args.retries, max_bytes=args.max_bytes, md5=args.md5, limit=args.limit,
-            placeholders=args.placeholders, placeholder_people=args.placeholder_people,
-            near_threshold=args.near_threshold, retry_failed=args.retry_failed,
-            processes=args.processes, progress=not args.no_progress)
+    options = dict(workers=args.workers, timeout=args.timeout,
+                   connect_timeout=args.connect_timeout, deadline=args.deadline,
+                   retries=args.retries, max_bytes=args.max_bytes, md5=args.md5,
+                   limit=args.limit, placeholder_people=args.placeholder_people,
+                   near_threshold=args.near_threshold, retry_failed=args.retry_failed,
+                   processes=args.processes, per_host=args.per_host, breaker=args.breaker,
+                   max_retry_after=args.max_retry_after, placeholders=args.placeholders,
+                   probe=not args.no_probe)
+    if args.ray is not None:
+        if args.shard is not None:
+            raise ValueError("--ray runs every shard itself: leave out --shard")
+        from facelab.collect.shards import run_on_ray
+
+        run_on_ray(args.source, args.out, shards=args.shards, address=args.ray,
+                   **options)
+        return 0
+    collect(args.source, args.out, shard=args.shard,
+            progress=not args.no_progress, **options)
     return 0

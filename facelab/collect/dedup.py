@@ -29,6 +29,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -211,6 +212,165 @@ def _same_person(name: str) -> str:
     return " ".join(str(name).split()).casefold()
 
 
+@dataclass
+class _Rows:
+    """The manifest columns dedup reads and writes, as plain arrays and lists."""
+
+    status: np.ndarray
+    reason: np.ndarray
+    dup_group: np.ndarray
+    person: list[str]
+    rect: list[str]
+    sha: list[str]
+    phash: list[str]
+    dhash: list[str]
+    imagenum: list[Any]
+    has: np.ndarray
+    width: pd.Series
+    height: pd.Series
+
+    def candidates(self) -> np.ndarray:
+        """Rows still ``ok`` with all three hashes."""
+        return np.nonzero((self.status == OK) & self.has)[0]
+
+    def label(self, row: int) -> str:
+        return _label(self.person[row], self.imagenum[row])
+
+
+def _rows_of(out: pd.DataFrame) -> _Rows:
+    def column(name: str) -> list[str]:
+        if name not in out.columns:
+            return [""] * len(out)
+        return [v if isinstance(v, str) else "" for v in out[name].tolist()]
+
+    sha, ph, dh = column("sha256"), column("phash"), column("dhash")
+    has = np.array([bool(a and b and c) for a, b, c in zip(sha, ph, dh, strict=True)],
+                   dtype=bool)
+    return _Rows(status=out["status"].astype(object).to_numpy().copy(),
+                 reason=out["reason"].fillna("").astype(object).to_numpy().copy(),
+                 dup_group=out["dup_group"].to_numpy().copy(), person=column("person"),
+                 rect=column("rect"), sha=sha, phash=ph, dhash=dh,
+                 imagenum=(out["imagenum"].tolist() if "imagenum" in out.columns
+                           else [None] * len(out)),
+                 has=has, width=out.get("width", pd.Series(0, index=out.index)),
+                 height=out.get("height", pd.Series(0, index=out.index)))
+
+
+def _mark_known(rows: _Rows, known: Sequence[KnownPlaceholder], distance: int) -> None:
+    """Step 1: rows that are a known placeholder picture."""
+    known_sha = {k.sha256: k.name for k in known}
+    known_p = hash_array([k.phash for k in known])
+    known_d = hash_array([k.dhash for k in known])
+    for i in rows.candidates():
+        name = known_sha.get(rows.sha[i])
+        if name is None:
+            dist = np.maximum(np.bitwise_count(known_p ^ np.uint64(int(rows.phash[i], 16))),
+                              np.bitwise_count(known_d ^ np.uint64(int(rows.dhash[i], 16))))
+            if dist.min() <= distance:
+                name = known[int(dist.argmin())].name
+        if name is not None:
+            rows.status[i] = PLACEHOLDER
+            rows.reason[i] = f"matches the known placeholder picture {name}"
+
+
+def _mark_shared(rows: _Rows, min_people: int, distance: int) -> None:
+    """Step 2: the same picture behind URLs of several different people."""
+    idx = rows.candidates()
+    if not len(idx):
+        return
+    labels = cluster([rows.sha[i] for i in idx], [rows.phash[i] for i in idx], distance,
+                     second=[rows.dhash[i] for i in idx])
+    groups: dict[int, list[int]] = {}
+    for pos, lab in enumerate(labels):
+        groups.setdefault(lab, []).append(int(idx[pos]))
+    for members in groups.values():
+        people = {_same_person(rows.person[r]) for r in members}
+        if len(people) >= min_people:
+            for r in members:
+                rows.status[r] = PLACEHOLDER
+                rows.reason[r] = (f"the same picture is served for {len(members)} URLs of "
+                                  f"{len(people)} different people: a placeholder "
+                                  "('image not available'), not a photo")
+
+
+@dataclass
+class _Candidates:
+    """The rows taking part in duplicate grouping, with their sizes, hashes and rects."""
+
+    idx: np.ndarray
+    width: np.ndarray
+    height: np.ndarray
+    shas: list[str]
+    hashes: list[str]
+    dhashes: list[str]
+    rects: list[tuple[float, ...] | None]
+
+
+def _note(text: str, note: str) -> str:
+    return f"{text}; {note}" if text else note
+
+
+def _mark_group(rows: _Rows, c: _Candidates, members: list[int], name: str) -> None:
+    """Mark one duplicate group: one kept row per distinct face, the rest ``duplicate``."""
+    # largest resolution first, then earliest row; one kept row per distinct face
+    ordered = sorted(members, key=lambda p: (-(c.width[p] * c.height[p]), c.idx[p]))
+    kept: list[int] = []
+    copy_of: dict[int, int] = {}
+    for p in ordered:
+        match = next((k for k in kept if _same_face(c.rects[p], c.rects[k])), None)
+        if match is None:
+            kept.append(p)
+        else:
+            copy_of[p] = match
+    for p in members:
+        row = int(c.idx[p])
+        rows.dup_group[row] = name
+        if p not in copy_of:
+            if len(kept) > 1:
+                rows.reason[row] = _note(rows.reason[row], f"same photo as the other rows of "
+                                         f"{name}, a different face (rect): kept")
+            continue
+        keep = copy_of[p]
+        keep_row = int(c.idx[keep])
+        how = ("same bytes" if c.shas[p] == c.shas[keep] else
+               f"near copy, phash/dhash distance {hamming(c.hashes[p], c.hashes[keep])}/"
+               f"{hamming(c.dhashes[p], c.dhashes[keep])}, "
+               f"{int(c.width[p])}x{int(c.height[p])} vs {int(c.width[keep])}x"
+               f"{int(c.height[keep])}")
+        rows.status[row] = DUPLICATE
+        rows.reason[row] = f"duplicate of {rows.label(keep_row)} ({how})"
+        mine, theirs = rows.person[row], rows.person[keep_row]
+        if _same_person(mine) != _same_person(theirs):
+            conflict = f"label conflict: the same face is labelled {theirs!r} and {mine!r}"
+            rows.reason[row] += f"; {conflict}"
+            rows.reason[keep_row] = _note(rows.reason[keep_row],
+                                          f"kept copy of {name}; {conflict}")
+
+
+def _mark_duplicates(rows: _Rows, near_threshold: int, aspect_tolerance: float) -> None:
+    """Step 3: exact and near duplicates among the rows still ``ok``."""
+    idx = rows.candidates()
+    if not len(idx):
+        return
+    width = pd.to_numeric(rows.width.iloc[idx], errors="coerce").fillna(0).to_numpy()
+    height = pd.to_numeric(rows.height.iloc[idx], errors="coerce").fillna(0).to_numpy()
+    c = _Candidates(idx, width, height, [rows.sha[i] for i in idx],
+                    [rows.phash[i] for i in idx], [rows.dhash[i] for i in idx],
+                    [_normalized_rect(rows.rect[int(i)], width[p], height[p])
+                     for p, i in enumerate(idx)])
+    aspects = [w / h if h else 0.0 for w, h in zip(width, height, strict=True)]
+    labels = cluster(c.shas, c.hashes, near_threshold, aspects, aspect_tolerance, c.dhashes)
+    groups: dict[int, list[int]] = {}
+    for pos, lab in enumerate(labels):
+        groups.setdefault(lab, []).append(pos)
+    number = 0
+    for lab in sorted(groups, key=lambda g: idx[groups[g][0]]):
+        if len(groups[lab]) < 2:
+            continue
+        number += 1
+        _mark_group(rows, c, groups[lab], f"d{number:05d}")
+
+
 def mark_placeholders_and_duplicates(df: pd.DataFrame, *, min_people: int = 3,
                                      placeholder_distance: int = 4, near_threshold: int = 8,
                                      known: Sequence[KnownPlaceholder] = (),
@@ -243,121 +403,12 @@ def mark_placeholders_and_duplicates(df: pd.DataFrame, *, min_people: int = 3,
     if "dup_group" not in out.columns:
         out["dup_group"] = ""
     out["dup_group"] = out["dup_group"].fillna("").astype(object)
-    status = out["status"].astype(object).to_numpy().copy()
-    reason = out["reason"].fillna("").astype(object).to_numpy().copy()
-    dup_group = out["dup_group"].to_numpy().copy()
-
-    def column(name: str) -> list[str]:
-        if name not in out.columns:
-            return [""] * len(out)
-        return [v if isinstance(v, str) else "" for v in out[name].tolist()]
-
-    person, rect = column("person"), column("rect")
-    sha_all, ph_all, dh_all = column("sha256"), column("phash"), column("dhash")
-    imagenum = out["imagenum"].tolist() if "imagenum" in out.columns else [None] * len(out)
-    has = np.array([bool(a and b and c) for a, b, c in zip(sha_all, ph_all, dh_all,
-                                                           strict=True)], dtype=bool)
-
-    def candidates() -> np.ndarray:
-        return np.nonzero((status == OK) & has)[0]
-
-    def label(row: int) -> str:
-        return _label(person[row], imagenum[row])
-
-    # 1. known placeholders
+    rows = _rows_of(out)
     if known:
-        known_sha = {k.sha256: k.name for k in known}
-        known_p = hash_array([k.phash for k in known])
-        known_d = hash_array([k.dhash for k in known])
-        for i in candidates():
-            sha, ph, dh = sha_all[i], ph_all[i], dh_all[i]
-            name = known_sha.get(sha)
-            if name is None:
-                dist = np.maximum(np.bitwise_count(known_p ^ np.uint64(int(ph, 16))),
-                                  np.bitwise_count(known_d ^ np.uint64(int(dh, 16))))
-                if dist.min() <= placeholder_distance:
-                    name = known[int(dist.argmin())].name
-            if name is not None:
-                status[i] = PLACEHOLDER
-                reason[i] = f"matches the known placeholder picture {name}"
-
-    # 2. the same picture behind URLs of several different people
-    idx = candidates()
-    if len(idx):
-        labels = cluster([sha_all[i] for i in idx], [ph_all[i] for i in idx],
-                         placeholder_distance, second=[dh_all[i] for i in idx])
-        groups: dict[int, list[int]] = {}
-        for pos, lab in enumerate(labels):
-            groups.setdefault(lab, []).append(int(idx[pos]))
-        for rows in groups.values():
-            people = {_same_person(person[r]) for r in rows}
-            if len(people) >= min_people:
-                for r in rows:
-                    status[r] = PLACEHOLDER
-                    reason[r] = (f"the same picture is served for {len(rows)} URLs of "
-                                 f"{len(people)} different people: a placeholder "
-                                 "('image not available'), not a photo")
-
-    # 3. exact and near duplicates among the rest
-    idx = candidates()
-    if len(idx):
-        width = pd.to_numeric(out["width"].iloc[idx], errors="coerce").fillna(0).to_numpy()
-        height = pd.to_numeric(out["height"].iloc[idx], errors="coerce").fillna(0).to_numpy()
-        aspects = [w / h if h else 0.0 for w, h in zip(width, height, strict=True)]
-        shas = [sha_all[i] for i in idx]
-        hashes = [ph_all[i] for i in idx]
-        dhashes = [dh_all[i] for i in idx]
-        labels = cluster(shas, hashes, near_threshold, aspects, aspect_tolerance, dhashes)
-        groups = {}
-        for pos, lab in enumerate(labels):
-            groups.setdefault(lab, []).append(pos)
-        rects = [_normalized_rect(rect[int(i)], width[p], height[p])
-                 for p, i in enumerate(idx)]
-        number = 0
-        for lab in sorted(groups, key=lambda g: idx[groups[g][0]]):
-            members = groups[lab]
-            if len(members) < 2:
-                continue
-            number += 1
-            name = f"d{number:05d}"
-            # largest resolution first, then earliest row; one kept row per distinct face
-            ordered = sorted(members, key=lambda p: (-(width[p] * height[p]), idx[p]))
-            kept: list[int] = []
-            copy_of: dict[int, int] = {}
-            for p in ordered:
-                match = next((k for k in kept if _same_face(rects[p], rects[k])), None)
-                if match is None:
-                    kept.append(p)
-                else:
-                    copy_of[p] = match
-            faces = len(kept)
-            for p in members:
-                row = int(idx[p])
-                dup_group[row] = name
-                if p not in copy_of:
-                    if faces > 1:
-                        note = (f"same photo as the other rows of {name}, a different face "
-                                "(rect): kept")
-                        reason[row] = f"{reason[row]}; {note}" if reason[row] else note
-                    continue
-                keep = copy_of[p]
-                keep_row = int(idx[keep])
-                how = ("same bytes" if shas[p] == shas[keep] else
-                       f"near copy, phash/dhash distance {hamming(hashes[p], hashes[keep])}/"
-                       f"{hamming(dhashes[p], dhashes[keep])}, "
-                       f"{int(width[p])}x{int(height[p])} vs {int(width[keep])}x"
-                       f"{int(height[keep])}")
-                status[row] = DUPLICATE
-                reason[row] = f"duplicate of {label(keep_row)} ({how})"
-                mine, theirs = person[row], person[keep_row]
-                if _same_person(mine) != _same_person(theirs):
-                    conflict = (f"label conflict: the same face is labelled {theirs!r} and "
-                                f"{mine!r}")
-                    reason[row] += f"; {conflict}"
-                    note = f"kept copy of {name}; {conflict}"
-                    reason[keep_row] = (f"{reason[keep_row]}; {note}" if reason[keep_row]
-                                        else note)
-    out["status"] = status
-    out["reason"] = reason
-    out["dup_group"] = dup_group
+        _mark_known(rows, known, placeholder_distance)
+    _mark_shared(rows, min_people, placeholder_distance)
+    _mark_duplicates(rows, near_threshold, aspect_tolerance)
+    out["status"] = rows.status
+    out["reason"] = rows.reason
+    out["dup_group"] = rows.dup_group
     return out

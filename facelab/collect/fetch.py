@@ -45,6 +45,11 @@ PHOTO_STATUSES = (OK, HTTP_ERROR, TIMEOUT, CONNECTION_ERROR, TOO_MANY_REDIRECTS,
 FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp",
                      "WEBP": ".webp", "TIFF": ".tif", "MPO": ".jpg"}
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+# "come back later" answers: not retried inside a worker thread (that would hold the thread
+# for the whole wait) but handed back to the host scheduler, which pauses the host
+# (:mod:`facelab.collect.hosts`)
+RETRY_LATER_STATUSES = (429, 503)
+_IN_THREAD_RETRY = tuple(s for s in RETRY_STATUSES if s not in RETRY_LATER_STATUSES)
 CHUNK = 64 * 1024
 USER_AGENT = "facelab-collect/0.1 (+research; PubFig-format list downloader)"
 HASH_SIDE = 64  # images are box-reduced to HASH_SIDE x HASH_SIDE before hashing (speed)
@@ -68,6 +73,10 @@ class CollectSettings:
     placeholder_distance: int = 4
     near_threshold: int = 8
     user_agent: str = USER_AGENT
+    per_host: int = 2
+    breaker: int = 3
+    max_retry_after: float = 60.0
+    probe: bool = True
 
     @property
     def total_deadline(self) -> float:
@@ -87,6 +96,11 @@ class CollectSettings:
             raise ValueError("--max-bytes and max_pixels must be positive")
         if self.md5 not in ("flag", "reject"):
             raise ValueError(f"--md5 must be 'flag' or 'reject' (got {self.md5!r})")
+        if self.per_host < 0 or self.breaker < 0:
+            raise ValueError(f"--per-host and --breaker must be 0 (off) or more (got "
+                             f"{self.per_host} and {self.breaker})")
+        if self.max_retry_after < 0:
+            raise ValueError(f"--max-retry-after must be 0 or more (got {self.max_retry_after})")
 
 
 @dataclass
@@ -286,7 +300,10 @@ def _deadline_retry_class():
 
 
 def make_session(settings: CollectSettings):
-    """Make a ``requests.Session`` with urllib3 ``Retry`` (backoff on 429/5xx, connection errors).
+    """Make a ``requests.Session`` with urllib3 ``Retry`` (backoff on 5xx, connection errors).
+
+    429 and 503 are not retried here: they come back to the host scheduler, which honours
+    their ``Retry-After`` without holding a thread (:mod:`facelab.collect.hosts`).
 
     Args:
         settings: Retries, backoff, redirect limit and user agent.
@@ -301,8 +318,8 @@ def make_session(settings: CollectSettings):
         total=settings.retries, connect=settings.retries, read=settings.retries,
         status=settings.retries, other=0, redirect=None,
         backoff_factor=settings.backoff, backoff_max=max(settings.backoff * 8, 1.0),
-        status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET", "HEAD"}),
-        raise_on_status=False, respect_retry_after_header=True)
+        status_forcelist=_IN_THREAD_RETRY, allowed_methods=frozenset({"GET", "HEAD"}),
+        raise_on_status=False, respect_retry_after_header=False)
     session = requests.Session()
     # proxies from the environment are read once here, not per request (trust_env costs
     # a netrc lookup and proxy-bypass checks on every call)
@@ -370,12 +387,160 @@ def _is_timeout(error: BaseException) -> bool:
                   prune=(NewConnectionError,))
 
 
+_FAILURE_TEXT = {"dns": "host name not resolved", "refused": "connection refused",
+                 "connect_timeout": "connect timed out", "read_timeout": "no answer",
+                 "connection": "connection failed"}
+
+
+def _failure_reason(kind: str, error: BaseException) -> str:
+    """A short reason for a failure before any answer: what happened, then the error's end."""
+    text = str(error)
+    tail = text if len(text) <= 160 else "..." + text[-157:]
+    return f"{_FAILURE_TEXT[kind]} ({type(error).__name__}: {tail})"
+
+
+def _host_failure(error: BaseException) -> str:
+    """What kind of host-level failure an error before any answer is (see ``hosts``).
+
+    Returns ``dns``, ``refused``, ``connect_timeout``, ``read_timeout`` (connected, no
+    answer) or ``connection`` (reset, closed, malformed answer).
+    """
+    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
+    if _wraps(error, (NameResolutionError, socket.gaierror)):
+        return "dns"
+    if _wraps(error, (ConnectionRefusedError,)):
+        return "refused"
+    if _wraps(error, (ConnectTimeoutError,), prune=(NewConnectionError,)):
+        return "connect_timeout"
+    if _is_timeout(error):
+        return "read_timeout"
+    return "connection"
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (``None``: absent or unreadable).
+
+    Args:
+        value: The header: delay-seconds or an HTTP date.
+        now: The current Unix time (default: ``time.time()``).
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    import email.utils
+
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class _Done(Exception):
+    """Carries a finished :class:`Outcome` out of a step of :func:`fetch_url`."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.status)
+        self.outcome = outcome
+
+
+def _ender(key: str, started: float):
+    def done(status: str, reason: str, **extra: Any) -> _Done:
+        return _Done(Outcome(key, status, reason, seconds=round(time.monotonic() - started, 4),
+                             extra=extra))
+    return done
+
+
+def _send(url: str, settings: CollectSettings, session, read_timeout: float, done):
+    """Send the GET (retries, redirects); return the streaming response or raise ``_Done``."""
+    import requests
+
+    try:
+        # prepared directly and sent: Session.request's per-call merging of settings costs
+        # more CPU than decoding a photo (the session's headers, cookies and redirect
+        # handling still apply)
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method="GET", url=url, headers=session.headers,
+                         cookies=session.cookies, hooks=session.hooks)
+        return session.send(prepared, stream=True, allow_redirects=True,
+                            timeout=(settings.connect_timeout, read_timeout))
+    except requests.exceptions.TooManyRedirects as error:
+        raise done(TOO_MANY_REDIRECTS, f"more than {settings.max_redirects} redirects "
+                   f"({error})") from None
+    except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidURL) as error:
+        raise done(UNSUPPORTED_URL, f"cannot fetch this URL: {error}") from None
+    except requests.exceptions.RequestException as error:
+        kind = _host_failure(error)
+        if _is_timeout(error):
+            raise done(TIMEOUT, f"no answer within the timeouts (connect "
+                       f"{settings.connect_timeout:g} s, read {read_timeout:g} s, "
+                       f"{settings.retries} retries): {type(error).__name__}",
+                       host_failure=kind) from None
+        raise done(CONNECTION_ERROR, _failure_reason(kind, error), host_failure=kind) from None
+    except Exception as error:  # noqa: BLE001 - never kill a long run
+        raise done(CONNECTION_ERROR, f"unexpected {type(error).__name__}: {error}"[:300],
+                   host_failure="connection") from None
+
+
+def _check_answer(response, settings: CollectSettings, done) -> str:
+    """Raise ``_Done`` for an HTTP error or an announced oversize; return the announced length."""
+    code = response.status_code
+    if code >= 300:
+        extra: dict[str, Any] = {"http_status": code}
+        if code in RETRY_LATER_STATUSES:
+            extra["retry_after"] = retry_after_seconds(response.headers.get("Retry-After"))
+        raise done(HTTP_ERROR, f"HTTP {code} {response.reason or ''}".strip(), **extra)
+    announced = response.headers.get("Content-Length", "")
+    if announced.isdigit() and int(announced) > settings.max_bytes:
+        raise done(TOO_LARGE, f"server announced {int(announced):,} bytes > "
+                   f"--max-bytes {settings.max_bytes:,} (not downloaded)")
+    return announced
+
+
+def _read_body(response, settings: CollectSettings, announced: str, read_timeout: float,
+               done) -> bytes:
+    """Stream the body under the byte cap and the deadline; raise ``_Done`` on failure."""
+    body = bytearray()
+    try:
+        # read1: whatever has arrived (never blocks for a full chunk), so a trickling
+        # server cannot outlive the deadline
+        while chunk := response.raw.read1(CHUNK, decode_content=True):
+            body += chunk
+            if len(body) > settings.max_bytes:
+                raise done(TOO_LARGE, f"more than --max-bytes {settings.max_bytes:,} "
+                           "bytes (download stopped)")
+            if time.monotonic() > _local.deadline:
+                raise done(TIMEOUT, f"not complete within the "
+                           f"{settings.total_deadline:g} s deadline ({len(body):,} "
+                           "bytes so far)")
+    except _Done:
+        raise
+    except Exception as error:  # noqa: BLE001 - urllib3/socket errors mid-body are data
+        if _is_timeout(error):
+            raise done(TIMEOUT, f"read timeout ({read_timeout:g} s) after "
+                       f"{len(body):,} bytes") from None
+        if _wraps(error, _incomplete_read_types()):
+            raise done(CORRUPT, f"truncated: the server closed the connection after "
+                       f"{len(body):,} of the {announced or '?'} bytes it announced") from None
+        raise done(CONNECTION_ERROR, f"connection broken after {len(body):,} bytes: "
+                   f"{type(error).__name__}: {error}"[:300]) from None
+    return bytes(body)
+
+
 def fetch_url(url: str, settings: CollectSettings, images_dir: Path,
               session=None, key: str | None = None) -> Outcome:
     """Download one URL, decode it and store it content-addressed.
 
     Never raises for anything the web does: every failure is an :class:`Outcome` with a
-    status of :data:`PHOTO_STATUSES`.
+    status of :data:`PHOTO_STATUSES`.  Failures before any answer carry
+    ``extra["host_failure"]`` (what the host circuit breaker counts); 429 and 503 answers
+    carry ``extra["retry_after"]`` (seconds, or ``None``) for the host scheduler.
 
     Args:
         url: An http(s) URL.
@@ -387,74 +552,20 @@ def fetch_url(url: str, settings: CollectSettings, images_dir: Path,
     Returns:
         The outcome (one journal line).
     """
-    import requests
-
     key = key or url
     started = time.monotonic()
     _local.deadline = started + settings.total_deadline
     session = session or _thread_session(settings, [])
     read_timeout = min(settings.timeout, settings.total_deadline)
-
-    def done(status: str, reason: str, **extra: Any) -> Outcome:
-        return Outcome(key, status, reason, seconds=round(time.monotonic() - started, 4),
-                       extra=extra)
-
+    done = _ender(key, started)
     try:
-        # prepared directly and sent: Session.request's per-call merging of settings costs
-        # more CPU than decoding a photo (the session's headers, cookies and redirect
-        # handling still apply)
-        prepared = requests.PreparedRequest()
-        prepared.prepare(method="GET", url=url, headers=session.headers,
-                         cookies=session.cookies, hooks=session.hooks)
-        response = session.send(prepared, stream=True, allow_redirects=True,
-                                timeout=(settings.connect_timeout, read_timeout))
-    except requests.exceptions.TooManyRedirects as error:
-        return done(TOO_MANY_REDIRECTS, f"more than {settings.max_redirects} redirects "
-                    f"({error})")
-    except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidURL) as error:
-        return done(UNSUPPORTED_URL, f"cannot fetch this URL: {error}")
-    except requests.exceptions.RequestException as error:
-        if _is_timeout(error):
-            return done(TIMEOUT, f"no answer within the timeouts (connect "
-                        f"{settings.connect_timeout:g} s, read {read_timeout:g} s, "
-                        f"{settings.retries} retries): {type(error).__name__}")
-        return done(CONNECTION_ERROR, f"{type(error).__name__}: {error}"[:300])
-    except Exception as error:  # noqa: BLE001 - never kill a long run
-        return done(CONNECTION_ERROR, f"unexpected {type(error).__name__}: {error}"[:300])
-    with response:
-        code = response.status_code
-        if code >= 300:
-            return done(HTTP_ERROR, f"HTTP {code} {response.reason or ''}".strip(),
-                        http_status=code)
-        announced = response.headers.get("Content-Length", "")
-        if announced.isdigit() and int(announced) > settings.max_bytes:
-            return done(TOO_LARGE, f"server announced {int(announced):,} bytes > "
-                        f"--max-bytes {settings.max_bytes:,} (not downloaded)")
-        body = bytearray()
-        try:
-            # read1: whatever has arrived (never blocks for a full chunk), so a trickling
-            # server cannot outlive the deadline
-            while chunk := response.raw.read1(CHUNK, decode_content=True):
-                body += chunk
-                if len(body) > settings.max_bytes:
-                    return done(TOO_LARGE, f"more than --max-bytes {settings.max_bytes:,} "
-                                "bytes (download stopped)")
-                if time.monotonic() > _local.deadline:
-                    return done(TIMEOUT, f"not complete within the "
-                                f"{settings.total_deadline:g} s deadline ({len(body):,} "
-                                "bytes so far)")
-        except Exception as error:  # noqa: BLE001 - urllib3/socket errors mid-body are data
-            if _is_timeout(error):
-                return done(TIMEOUT, f"read timeout ({read_timeout:g} s) after "
-                            f"{len(body):,} bytes")
-            if _wraps(error, _incomplete_read_types()):
-                return done(CORRUPT, f"truncated: the server closed the connection after "
-                            f"{len(body):,} of the {announced or '?'} bytes it announced")
-            return done(CONNECTION_ERROR, f"connection broken after {len(body):,} bytes: "
-                        f"{type(error).__name__}: {error}"[:300])
-    outcome = store(bytes(body), images_dir, key, settings.max_pixels, started)
-    return outcome
+        response = _send(url, settings, session, read_timeout, done)
+        with response:
+            announced = _check_answer(response, settings, done)
+            body = _read_body(response, settings, announced, read_timeout, done)
+    except _Done as finished:
+        return finished.outcome
+    return store(body, images_dir, key, settings.max_pixels, started)
 
 
 def import_file(path: Path, settings: CollectSettings, images_dir: Path, key: str) -> Outcome:

@@ -1,4 +1,4 @@
-"""Figures of the collection stage: statuses, photos per person, placeholders, duplicates."""
+"""Figures of the collection stage: statuses, photos per person, placeholders, duplicates, hosts."""
 
 from __future__ import annotations
 
@@ -132,3 +132,57 @@ def plot_duplicate_groups(df: pd.DataFrame, root: str | os.PathLike[str], n_grou
     fig.suptitle("duplicate groups (kept copy first)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_hosts(hosts: pd.DataFrame | str | os.PathLike[str], top: int = 15, axes=None):
+    """The per-host view of a run: where the time went, and which hosts were dead.
+
+    Left: the ``top`` hosts that took the most seconds (summed over their URLs), split into
+    time lost to timeouts and the rest, labelled with URLs / ok photos.  Right: hosts by
+    outcome (answered, dead: probe or breaker, failed otherwise) with the URLs they held.
+
+    Args:
+        hosts: A run's per-host table (``hosts.csv``, :func:`facelab.collect.hosts.host_table`),
+            or the stage folder holding it.
+        top: Slowest hosts shown.
+        axes: Two matplotlib axes (default: a new figure).
+
+    Returns:
+        The two axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if not isinstance(hosts, pd.DataFrame):
+        path = Path(hosts)
+        hosts = pd.read_csv(path / "hosts.csv" if path.is_dir() else path)
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 0.3 * min(top, len(hosts)) + 2.5),
+                               gridspec_kw={"width_ratios": [2, 1]})
+    slow_ax, kind_ax = axes
+    slow = hosts.sort_values("seconds", ascending=False).head(top).iloc[::-1]
+    lost = slow["timeout_seconds"].clip(upper=slow["seconds"])
+    slow_ax.barh(slow["host"], slow["seconds"] - lost, color="tab:blue", label="answering")
+    slow_ax.barh(slow["host"], lost, left=slow["seconds"] - lost, color="tab:red",
+                 label="lost to timeouts")
+    for y, (_, row) in enumerate(slow.iterrows()):
+        slow_ax.text(row["seconds"], y, f" {row['urls']} URLs / {row['ok']} ok"
+                     + (" (dead)" if row["dead"] else ""), va="center", fontsize=7)
+    slow_ax.set_xlabel("seconds spent on the host's URLs (summed over workers)")
+    slow_ax.set_title(f"the {len(slow)} slowest of {len(hosts)} hosts")
+    slow_ax.legend(loc="lower right", fontsize=8)
+    slow_ax.tick_params(axis="y", labelsize=7)
+    outcome = pd.Series("answered", index=hosts.index)
+    outcome[~hosts["answered"].astype(bool)] = "never answered"
+    outcome[hosts["dead"].astype(bool)] = "dead (probe / breaker)"
+    order = ["answered", "never answered", "dead (probe / breaker)"]
+    counts = outcome.value_counts().reindex(order, fill_value=0)
+    urls = hosts.groupby(outcome)["urls"].sum().reindex(order, fill_value=0)
+    bars = kind_ax.bar(order, counts, color=["tab:green", "tab:orange", "tab:red"])
+    kind_ax.bar_label(bars, labels=[f"{c} hosts\n{u} URLs" for c, u in zip(counts, urls,
+                                                                           strict=True)],
+                      fontsize=8)
+    kind_ax.set_ylabel("hosts")
+    kind_ax.set_title(f"{hosts['timeout_seconds'].sum():.0f} s lost to timeouts in all")
+    kind_ax.tick_params(axis="x", labelsize=8, rotation=15)
+    kind_ax.margins(y=0.25)
+    return axes

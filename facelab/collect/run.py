@@ -30,9 +30,12 @@ by about ``2 * workers * max_bytes``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,6 +54,7 @@ from facelab.collect.fetch import (
     UNSUPPORTED_URL,
     CollectSettings,
 )
+from facelab.collect.hosts import HOST_COLUMNS, HOST_UNREACHABLE, host_of, host_summary, host_table
 from facelab.collect.journal import Journal, read_journal
 from facelab.collect.sources import BAD_ROW, read_folder, read_pubfig_list
 from facelab.collect.workers import choose_processes, run_jobs
@@ -67,12 +71,12 @@ MD5_MISMATCH = "md5_mismatch"
 
 
 STATUSES = (OK, DUPLICATE, PLACEHOLDER, HTTP_ERROR, TIMEOUT, CONNECTION_ERROR,
-            TOO_MANY_REDIRECTS, NOT_IMAGE, CORRUPT, TOO_LARGE, MD5_MISMATCH, UNSUPPORTED_URL,
-            BAD_ROW)
+            HOST_UNREACHABLE, TOO_MANY_REDIRECTS, NOT_IMAGE, CORRUPT, TOO_LARGE, MD5_MISMATCH,
+            UNSUPPORTED_URL, BAD_ROW)
 
 
 # outcomes worth another try with --retry-failed
-TRANSIENT = (HTTP_ERROR, TIMEOUT, CONNECTION_ERROR)
+TRANSIENT = (HTTP_ERROR, TIMEOUT, CONNECTION_ERROR, HOST_UNREACHABLE)
 
 
 MANIFEST_COLUMNS = ("person", "imagenum", "url", "rect", "md5_expected", "status", "reason",
@@ -84,6 +88,12 @@ IMAGES_DIR = "images"
 
 
 JOURNAL_NAME = "journal.jsonl"
+
+
+HOSTS_NAME = "hosts.csv"
+
+
+SHARD_NAME = "shard.json"
 
 
 SCHEMES = ("http", "https")
@@ -117,7 +127,10 @@ def _row_key(row: Any, folder: Path | None) -> tuple[str, str]:
     if folder is not None:
         return f"file:{row['source']}", OK
     url = str(row["url"]).strip()
-    scheme = urlsplit(url).scheme.lower() if "://" in url or ":" in url else ""
+    try:
+        scheme = urlsplit(url).scheme.lower() if "://" in url or ":" in url else ""
+    except ValueError:       # e.g. a broken IPv6 literal: requests says why, as a row
+        scheme = "http"
     if scheme not in SCHEMES:
         return "", UNSUPPORTED_URL
     return f"url:{url}", OK
@@ -174,7 +187,7 @@ def _finalize(rows: list[dict[str, Any]], keys: list[str], pre: list[str],
 
 
 def summary(df: pd.DataFrame, stats: dict[str, Any] | None = None, top: int = 80) -> str:
-    """Human-readable summary: rows per status, kept photos per person, speed.
+    """Human-readable summary: rows per status, kept photos per person, hosts, speed.
 
     Args:
         df: A collection manifest.
@@ -199,6 +212,7 @@ def summary(df: pd.DataFrame, stats: dict[str, Any] | None = None, top: int = 80
             lines.append("  " + "   ".join(cells[start:start + 3]))
         if len(per_person) > top:
             lines.append(f"  ... and {len(per_person) - top} more")
+    lines.extend(host_summary(df.attrs.get("hosts", [])))
     if stats:
         lines.append(f"fetched {stats['fetched']} URLs/files this run in "
                      f"{stats['seconds']:.1f} s with {stats.get('workers', '?')} threads in "
@@ -209,6 +223,148 @@ def summary(df: pd.DataFrame, stats: dict[str, Any] | None = None, top: int = 80
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """One run's input rows, their journal keys and their status before any download."""
+
+    records: list[dict[str, Any]]
+    keys: list[str]
+    pre: list[str]
+    folder: Path | None
+
+
+def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"I/N"`` (or ``(I, N)``) -> ``(I, N)`` with ``1 <= I <= N``; ``None`` stays ``None``.
+
+    Raises:
+        ValueError: For anything else, saying what to pass.
+    """
+    if shard is None:
+        return None
+    try:
+        i, n = (int(v) for v in shard.split("/")) if isinstance(shard, str) else shard
+    except ValueError:
+        raise ValueError(f"--shard must be I/N, e.g. 1/4 (got {shard!r})") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"--shard I/N needs 1 <= I <= N (got {i}/{n}): shards are numbered "
+                         "from 1")
+    return i, n
+
+
+def shard_of_host(host: str, shards: int) -> int:
+    """The shard (1..``shards``) of a host's URLs, from a hash of its name.
+
+    Deterministic on every machine, and one host's URLs always together, so per-host
+    politeness holds across machines.
+    """
+    return int(hashlib.sha256(host.encode("utf-8")).hexdigest()[:16], 16) % shards + 1
+
+
+def _plan(source: str | os.PathLike[str], limit: int | None,
+          shard: tuple[int, int] | None) -> _Plan:
+    """Read the source; key each row; keep the shard's rows (rows of no host: shard 1)."""
+    rows, folder = _read_source(source)
+    if limit is not None:
+        rows = rows.iloc[:limit]
+    records = rows.reset_index(drop=True).to_dict("records")
+    keys, pre = [], []
+    for row in records:
+        key, status = _row_key(row, folder)
+        keys.append(key)
+        pre.append(status)
+    if shard is not None:
+        i, n = shard
+        mine = [(shard_of_host(host_of(key[4:]), n) if key.startswith("url:") else 1) == i
+                for key in keys]
+        records = [r for r, m in zip(records, mine, strict=True) if m]
+        keys = [k for k, m in zip(keys, mine, strict=True) if m]
+        pre = [p for p, m in zip(pre, mine, strict=True) if m]
+    return _Plan(records, keys, pre, folder)
+
+
+def _check_out(out: str | os.PathLike[str], folder: Path | None) -> Path:
+    """Resolve ``out``, refuse impossible ones, create ``images/`` and drop stale temp files."""
+    out = Path(out).resolve()
+    if folder is not None and out.is_relative_to(folder.resolve()):
+        raise ValueError(f"--out {out} is inside the source folder {folder}: choose a folder "
+                         "outside it")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    images_dir = out / IMAGES_DIR
+    images_dir.mkdir(parents=True, exist_ok=True)
+    for stale in images_dir.glob(".*.tmp"):   # temp files of a killed run
+        stale.unlink(missing_ok=True)
+    return out
+
+
+def _usable_entries(out: Path, retry_failed: bool) -> dict[str, dict[str, Any]]:
+    """The journal, less what is to be redone (``retry_failed``) or whose file is gone."""
+    entries = read_journal(out / JOURNAL_NAME)
+    for key, entry in list(entries.items()):
+        redo = retry_failed and entry["status"] in TRANSIENT
+        lost = entry["status"] == OK and not (out / IMAGES_DIR
+                                             / f"{entry['sha256']}{entry['ext']}").exists()
+        if redo or lost:
+            del entries[key]
+    return entries
+
+
+def _jobs(plan: _Plan, entries: dict[str, dict[str, Any]]) -> tuple[list[tuple[str, Any]], int]:
+    """The jobs still to do (one per distinct key) and how many keys the journal has."""
+    jobs: list[tuple[str, Any]] = []
+    wanted: set[str] = set()
+    for row, key, status in zip(plan.records, plan.keys, plan.pre, strict=True):
+        if status != OK or key in wanted:
+            continue
+        wanted.add(key)
+        if key not in entries:
+            target: Any = (plan.folder / row["source"]) if plan.folder is not None else str(
+                row["url"]).strip()
+            jobs.append((key, target))
+    return jobs, len(wanted) - len(jobs)
+
+
+def _fetch(jobs: list[tuple[str, Any]], settings: CollectSettings, out: Path, progress: bool,
+           from_journal: int, processes: int) -> dict[str, Any]:
+    """Run the jobs, journalling each outcome; return the run's timing and host counts."""
+    started = time.perf_counter()
+    journal = Journal(out / JOURNAL_NAME)
+    # urllib3 logs a warning per retry: thousands of lines on a real list; outcomes are rows
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    level = pool_log.level
+    pool_log.setLevel(logging.ERROR)
+    try:
+        scheduler = run_jobs(jobs, settings, out / IMAGES_DIR, journal, progress, from_journal,
+                             from_journal + len(jobs), processes)
+    finally:
+        journal.close()
+        pool_log.setLevel(level)
+    return {"seconds": time.perf_counter() - started, "retry_waits": scheduler.retry_waits,
+            "hosts_tripped": scheduler.tripped}
+
+
+def _finish(plan: _Plan, out: Path, settings: CollectSettings,
+            known: list[dedup.KnownPlaceholder]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Manifest and per-host table from the journal; both written to ``out``."""
+    entries = read_journal(out / JOURNAL_NAME)
+    df = _finalize(plan.records, plan.keys, plan.pre, entries, settings, known)
+    write_manifest(df, out)
+    hosts = host_table(entries, plan.keys)
+    pd.DataFrame(hosts, columns=list(HOST_COLUMNS)).to_csv(out / HOSTS_NAME, index=False)
+    df.attrs["hosts"] = hosts
+    return df, entries
+
+
+def _write_shard_info(out: Path, source: str | os.PathLike[str], shard: tuple[int, int],
+                      limit: int | None, settings: CollectSettings, rows: int) -> None:
+    """``out/shard.json``: which list and shard this folder holds (read by :func:`merge`)."""
+    path = Path(source).resolve()
+    info = {"source": str(path), "source_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "shard": shard[0], "shards": shard[1], "limit": limit, "rows": rows,
+            "settings": asdict(settings)}
+    (out / SHARD_NAME).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+
+
 def collect(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
             workers: int = 16, timeout: float = 10.0, connect_timeout: float = 5.0,
             deadline: float | None = None, retries: int = 2, backoff: float = 0.5,
@@ -217,17 +373,21 @@ def collect(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
             placeholders: str | os.PathLike[str] | None = None, placeholder_people: int = 3,
             placeholder_distance: int = 4, near_threshold: int = 8,
             retry_failed: bool = False, processes: int | None = None,
+            per_host: int = 2, breaker: int = 3, max_retry_after: float = 60.0,
+            probe: bool = True, shard: str | tuple[int, int] | None = None,
             progress: bool = True, verbose: bool = True) -> pd.DataFrame:
     """Download (or import) the photos of a source into ``out``; return the manifest.
 
     Args:
         source: A PubFig-format URL list, or a folder with one sub-folder per person.
-        out: The stage folder (``images/``, ``manifest.csv``, ``journal.jsonl``).
+        out: The stage folder (``images/``, ``manifest.csv``, ``journal.jsonl``,
+            ``hosts.csv``).
         workers: Concurrent downloads (threads, in all processes together).
         timeout: Read timeout per attempt, seconds.
         connect_timeout: Connect timeout per attempt, seconds.
         deadline: Total seconds per URL, retries included (default ``3 * timeout``).
-        retries: Retries on connection errors, 429 and 5xx (exponential backoff).
+        retries: Retries on connection errors and 5xx (exponential backoff), and waits
+            for a host that answers 429/503.
         backoff: urllib3's ``backoff_factor``, seconds.
         max_bytes: Larger responses are ``too_large`` (the rest is not read).
         max_pixels: Larger images are refused as decompression bombs.
@@ -240,18 +400,28 @@ def collect(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
         placeholder_distance: phash and dhash bits within which two pictures are "the
             same" there.
         near_threshold: phash and dhash bits within which two photos are near duplicates.
-        retry_failed: Try again URLs the journal has as timeout / connection / HTTP errors.
+        retry_failed: Try again URLs the journal has as timeout / connection / HTTP errors
+            or ``host_unreachable``.
         processes: Worker processes sharing the ``workers`` threads (``None``: one per
             usable CPU, up to 8, for runs of at least 500 URLs/files; 1: everything in
             this process).  Decoding, hashing and the HTTP stack's Python code share one
             interpreter lock per process, so on a fast network several processes go
             faster; on a slow one it is latency, not CPU, that limits.
+        per_host: URLs of one host in flight at once (0: no cap); see
+            :mod:`facelab.collect.hosts`.
+        breaker: Consecutive failures after which a host's remaining URLs end as
+            ``host_unreachable`` without being tried (0: never).
+        max_retry_after: Longest ``Retry-After`` wait honoured, seconds.
+        probe: Check every host first (connect, and a ``HEAD`` for plain HTTP), many at
+            once, so dead hosts end without holding a worker.
+        shard: ``"I/N"``: collect only the I-th of N shards (by host; rows of no host go
+            to shard 1) and write ``shard.json``; join shards with :func:`merge`.
         progress: Show a tqdm progress bar.
         verbose: Print the summary.
 
     Returns:
         The manifest (also written to ``out/manifest.csv``); ``df.attrs["collect"]`` holds
-        the run's figures.
+        the run's figures, ``df.attrs["hosts"]`` the per-host table (``out/hosts.csv``).
 
     Raises:
         FileNotFoundError: When the source does not exist.
@@ -261,77 +431,29 @@ def collect(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
         workers=workers, timeout=timeout, connect_timeout=connect_timeout, deadline=deadline,
         retries=retries, backoff=backoff, max_bytes=max_bytes, max_pixels=max_pixels,
         max_redirects=max_redirects, md5=md5, placeholder_people=placeholder_people,
-        placeholder_distance=placeholder_distance, near_threshold=near_threshold)
+        placeholder_distance=placeholder_distance, near_threshold=near_threshold,
+        per_host=per_host, breaker=breaker, max_retry_after=max_retry_after, probe=probe)
     settings.check()
     if limit is not None and limit < 0:
         raise ValueError(f"--limit must be 0 or more (got {limit})")
     if processes is not None and processes < 1:
         raise ValueError(f"--processes must be at least 1 (got {processes}); leave it out "
                          "for one per CPU")
-    rows, folder = _read_source(source)
-    out = Path(out).resolve()
-    if folder is not None and out.is_relative_to(folder.resolve()):
-        raise ValueError(f"--out {out} is inside the source folder {folder}: choose a folder "
-                         "outside it")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
+    shard = parse_shard(shard)
+    plan = _plan(source, limit, shard)
+    out = _check_out(out, plan.folder)
     known = dedup.load_known_placeholders(placeholders)
-    if limit is not None:
-        rows = rows.iloc[:limit]
-    rows = rows.reset_index(drop=True)
-
-    images_dir = out / IMAGES_DIR
-    images_dir.mkdir(parents=True, exist_ok=True)
-    for stale in images_dir.glob(".*.tmp"):   # temp files of a killed run
-        stale.unlink(missing_ok=True)
-    journal_path = out / JOURNAL_NAME
-    entries = read_journal(journal_path)
-    for key, entry in list(entries.items()):
-        redo = retry_failed and entry["status"] in TRANSIENT
-        lost = entry["status"] == OK and not (images_dir
-                                             / f"{entry['sha256']}{entry['ext']}").exists()
-        if redo or lost:
-            del entries[key]
-
-    records = rows.to_dict("records")
-    keys, pre = [], []
-    for row in records:
-        key, status = _row_key(row, folder)
-        keys.append(key)
-        pre.append(status)
-    jobs: list[tuple[str, Any]] = []
-    wanted: set[str] = set()
-    for row, key, status in zip(records, keys, pre, strict=True):
-        if status != OK or key in wanted:
-            continue
-        wanted.add(key)
-        if key not in entries:
-            target: Any = (folder / row["source"]) if folder is not None else str(
-                row["url"]).strip()
-            jobs.append((key, target))
-    from_journal = len(wanted) - len(jobs)
-
+    if shard is not None:
+        _write_shard_info(out, source, shard, limit, settings, len(plan.records))
+    jobs, from_journal = _jobs(plan, _usable_entries(out, retry_failed))
     processes = choose_processes(processes, len(jobs), settings.workers)
-    started = time.perf_counter()
-    journal = Journal(journal_path)
-    # urllib3 logs a warning per retry: thousands of lines on a real list; outcomes are rows
-    pool_log = logging.getLogger("urllib3.connectionpool")
-    level = pool_log.level
-    pool_log.setLevel(logging.ERROR)
-    try:
-        run_jobs(jobs, settings, images_dir, journal, progress, from_journal, len(wanted),
-                  processes)
-    finally:
-        journal.close()
-        pool_log.setLevel(level)
-    seconds = time.perf_counter() - started
-    entries = read_journal(journal_path)
-    df = _finalize(records, keys, pre, entries, settings, known)
-    write_manifest(df, out)
+    run = _fetch(jobs, settings, out, progress, from_journal, processes)
+    df, entries = _finish(plan, out, settings, known)
+    seconds = run.pop("seconds")
     fetched_ok = sum(1 for key, _ in jobs if entries.get(key, {}).get("status") == OK)
     stats = {"fetched": len(jobs), "from_journal": from_journal,
              "seconds": round(seconds, 3), "workers": settings.workers,
-             "processes": processes,
+             "processes": processes, "per_host": settings.per_host, **run,
              "urls_per_s": len(jobs) / seconds if seconds > 0 else 0.0,
              "images_per_s": fetched_ok / seconds if seconds > 0 else 0.0,
              "out": str(out)}

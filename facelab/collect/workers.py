@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from facelab.collect.fetch import (
     start_worker,
     workers_supported,
 )
+from facelab.collect.hosts import HostScheduler
 
 if TYPE_CHECKING:
     from facelab.collect.journal import Journal
@@ -67,51 +69,75 @@ def choose_processes(processes: int | None, jobs: int, workers: int) -> int:
 
 def run_jobs(jobs: list[tuple[str, Any]], settings: CollectSettings, images_dir: Path,
               journal: Journal, progress: bool, done_before: int, total: int,
-              processes: int) -> int:
-    """Run the jobs (in threads, or in worker processes); journal each outcome on arrival."""
+              processes: int) -> HostScheduler:
+    """Run the jobs host-aware (in threads, or in worker processes); journal each outcome.
+
+    Returns:
+        The scheduler, with its counts (``retry_waits``, ``tripped``).
+    """
     from tqdm.auto import tqdm
 
+    scheduler = HostScheduler(jobs, settings)
     bar = tqdm(total=total, initial=done_before, desc="collect", unit="photo",
                disable=not progress, smoothing=0.05, mininterval=1.0)
+
+    def write(lines: list[Outcome]) -> None:
+        for line in lines:
+            journal.write(line)
+            bar.update(1)
+
+    def record(outcome: Outcome | None) -> None:
+        """Journal one outcome (``None``: only what finished probes ended)."""
+        write(scheduler.poll())
+        if outcome is not None:
+            write(scheduler.finish(outcome))
+
+    scheduler.start_probes()
     try:
         if processes > 1:
-            return _run_in_processes(jobs, settings, images_dir, journal, bar, processes)
-        return _run_in_threads(jobs, settings, images_dir, journal, bar)
+            _ProcessRun(scheduler, settings, images_dir, record, processes).run()
+        else:
+            _run_in_threads(scheduler, settings, images_dir, record)
     finally:
+        scheduler.close()
         bar.close()
+    return scheduler
 
 
-def _run_in_threads(jobs: list[tuple[str, Any]], settings: CollectSettings,
-                    images_dir: Path, journal: Journal, bar: Any) -> int:
-    """Run the jobs in this process's threads, at most ``2 * workers`` in flight."""
+def _pause(scheduler: HostScheduler) -> None:
+    """Nothing in flight and every queued host paused (Retry-After): sleep until one may go."""
+    hint = scheduler.wait_hint()
+    time.sleep(min(hint, 1.0) if hint is not None else 0.05)
+
+
+def _run_in_threads(scheduler: HostScheduler, settings: CollectSettings, images_dir: Path,
+                    record: Callable[[Outcome | None], None]) -> None:
+    """Run the jobs in this process's threads, one job per thread at a time."""
     sessions: list = []
-    window = 2 * settings.workers
-    finished = 0
     pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="facelab-collect")
     pending: set[Future] = set()
-    queue: Iterator[tuple[str, Any]] = iter(jobs)
     try:
         while True:
-            for job in queue:
+            record(None)
+            while len(pending) < settings.workers and (job := scheduler.take()) is not None:
                 pending.add(pool.submit(run_job, job, settings, images_dir, sessions))
-                if len(pending) >= window:
-                    break
             if not pending:
-                break
-            ready, pending = wait(pending, return_when=FIRST_COMPLETED)
+                if not scheduler.pending():
+                    break
+                _pause(scheduler)
+                continue
+            ready, pending = wait(pending, timeout=scheduler.wait_hint(),
+                                  return_when=FIRST_COMPLETED)
             for future in ready:
-                journal.write(future.result())
-                finished += 1
-                bar.update(1)
+                record(future.result())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         # interrupted (Ctrl-C): journal what finished meanwhile, so it is not fetched again
         for future in pending:
             if future.done() and not future.cancelled() and future.exception() is None:
-                journal.write(future.result())
+                record(future.result())
         for session in sessions:
             session.close()
-    return finished
 
 
 @dataclass
@@ -132,97 +158,113 @@ def _death(process: Any) -> str:
     return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
 
 
-def _run_in_processes(jobs: list[tuple[str, Any]], settings: CollectSettings,
-                      images_dir: Path, journal: Journal, bar: Any, processes: int) -> int:
+class _ProcessRun:
     """Run the jobs in worker processes that share ``settings.workers`` threads.
 
-    Each worker is a fresh interpreter (:func:`facelab.collect.fetch.start_worker`).  The parent
-    feeds each worker at most two jobs per thread and journals every outcome as it arrives,
-    so the journal has one writer and a killed run resumes as before (workers exit as soon
-    as the parent is gone).  A worker that dies (killed, out of memory) leaves the URLs it
-    had in flight as ``connection_error`` rows (``--retry-failed`` tries them again) and is
-    replaced; but if one dies before any worker has answered at all, workers cannot run
-    here, and that raises.
+    Each worker is a fresh interpreter (:func:`facelab.collect.fetch.start_worker`).  The
+    parent feeds each worker at most two jobs per thread, as the host scheduler allows, and
+    journals every outcome as it arrives, so the journal has one writer and a killed run
+    resumes as before (workers exit as soon as the parent is gone).  A worker that dies
+    (killed, out of memory) leaves the URLs it had in flight as ``connection_error`` rows
+    (``--retry-failed`` tries them again) and is replaced; but if one dies before any worker
+    has answered at all, workers cannot run here, and that raises.
     """
-    from multiprocessing.connection import wait as wait_for
 
-    workers: list[_Worker] = []
-    position = finished = answered = replaced = 0
+    def __init__(self, scheduler: HostScheduler, settings: CollectSettings, images_dir: Path,
+                 record: Callable[[Outcome | None], None], processes: int) -> None:
+        self.scheduler, self.settings, self.images_dir = scheduler, settings, images_dir
+        self.record, self.processes = record, processes
+        self.workers: list[_Worker] = []
+        self.answered = self.replaced = 0
 
-    def record(outcome: Outcome) -> None:
-        nonlocal finished
-        journal.write(outcome)
-        finished += 1
-        bar.update(1)
-
-    def start(threads: int) -> _Worker:
-        worker = _Worker(*start_worker(settings, images_dir, threads), threads)
-        workers.append(worker)
+    def start(self, threads: int) -> _Worker:
+        """Start one worker process with ``threads`` threads."""
+        worker = _Worker(*start_worker(self.settings, self.images_dir, threads), threads)
+        self.workers.append(worker)
         return worker
 
-    def feed(worker: _Worker) -> None:
-        nonlocal position
-        while len(worker.in_flight) < 2 * worker.threads and position < len(jobs):
-            job = jobs[position]
+    def feed(self, worker: _Worker) -> None:
+        """Send the worker jobs until it has two per thread or none may go now."""
+        while len(worker.in_flight) < 2 * worker.threads:
+            job = self.scheduler.take()
+            if job is None:
+                return
+            worker.in_flight.add(job[0])
             try:
                 worker.conn.send(job)
             except OSError:     # the worker died: its end of file shows up in the wait
                 return
-            position += 1
-            worker.in_flight.add(job[0])
 
-    shares = [settings.workers // processes + (i < settings.workers % processes)
-              for i in range(processes)]
-    try:
-        for threads in shares:
-            start(threads)
-        for worker in list(workers):
-            feed(worker)
-        # every worker is watched, busy or not: one that dies shows up as its end of file
-        while position < len(jobs) or any(w.in_flight for w in workers):
-            by_conn = {w.conn: w for w in workers}
-            for conn in wait_for(list(by_conn)):
-                worker = by_conn[conn]
-                try:
-                    outcome = conn.recv()
-                except (EOFError, OSError):
-                    how = _death(worker.process)
-                    workers.remove(worker)
-                    worker.conn.close()
-                    if not answered:
-                        raise RuntimeError(
-                            f"a collection worker process ended ({how}) before any photo came "
-                            "back: worker processes cannot run here; rerun with --processes 1 "
-                            "to download in this process only") from None
-                    for key in sorted(worker.in_flight):
-                        record(Outcome(key, CONNECTION_ERROR, f"the worker process fetching "
-                                       f"it died ({how}) with {len(worker.in_flight)} URLs in "
-                                       "flight; --retry-failed tries them again"))
-                    replaced += 1
-                    if position < len(jobs) and replaced <= 2 * processes:
-                        feed(start(worker.threads))
-                    elif position < len(jobs):
-                        raise RuntimeError(
-                            f"collection worker processes keep dying (the last: {how}); "
-                            "finished work is journalled: rerun with --processes 1") from None
-                    continue
-                worker.in_flight.discard(outcome.key)
-                answered += 1
-                record(outcome)
-                feed(worker)
-        for worker in workers:
+    def busy(self) -> bool:
+        """Whether jobs are queued or in flight."""
+        return self.scheduler.pending() or any(w.in_flight for w in self.workers)
+
+    def run(self) -> None:
+        """Start the workers, feed them, journal their outcomes, stop them."""
+        from multiprocessing.connection import wait as wait_for
+
+        shares = [self.settings.workers // self.processes
+                  + (i < self.settings.workers % self.processes) for i in range(self.processes)]
+        try:
+            for threads in shares:
+                self.start(threads)
+            while self.busy():
+                self.record(None)
+                for worker in list(self.workers):
+                    self.feed(worker)
+                # every worker is watched, busy or not: one that dies shows as end of file
+                by_conn = {w.conn: w for w in self.workers}
+                for conn in wait_for(list(by_conn), timeout=self.scheduler.wait_hint()):
+                    self.receive(by_conn[conn])
+            self.stop()
+        finally:
+            for worker in self.workers:   # interrupted, or a worker stuck: stop them all now
+                if worker.process.poll() is None:
+                    worker.process.kill()
+                worker.process.wait()
+                worker.conn.close()
+
+    def receive(self, worker: _Worker) -> None:
+        """Take one outcome from a worker, or handle its death."""
+        try:
+            outcome = worker.conn.recv()
+        except (EOFError, OSError):
+            self.bury(worker)
+            return
+        worker.in_flight.discard(outcome.key)
+        self.answered += 1
+        self.record(outcome)
+
+    def bury(self, worker: _Worker) -> None:
+        """A worker died: its URLs in flight become rows, and it is replaced."""
+        how = _death(worker.process)
+        self.workers.remove(worker)
+        worker.conn.close()
+        if not self.answered:
+            raise RuntimeError(
+                f"a collection worker process ended ({how}) before any photo came back: "
+                "worker processes cannot run here; rerun with --processes 1 to download in "
+                "this process only") from None
+        for key in sorted(worker.in_flight):
+            self.record(Outcome(key, CONNECTION_ERROR, f"the worker process fetching it died "
+                                f"({how}) with {len(worker.in_flight)} URLs in flight; "
+                                "--retry-failed tries them again"))
+        self.replaced += 1
+        if self.scheduler.pending() and self.replaced <= 2 * self.processes:
+            self.feed(self.start(worker.threads))
+        elif self.scheduler.pending():
+            raise RuntimeError(
+                f"collection worker processes keep dying (the last: {how}); finished work "
+                "is journalled: rerun with --processes 1") from None
+
+    def stop(self) -> None:
+        """Tell every worker's threads to stop, and wait for the processes to end."""
+        for worker in self.workers:
             try:
                 for _ in range(worker.threads):
                     worker.conn.send(None)
             except OSError:     # it ended after its last photo: nothing is lost
                 pass
-        for worker in workers:
+        for worker in self.workers:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 worker.process.wait(timeout=30)
-    finally:
-        for worker in workers:      # interrupted, or a worker stuck: stop them all now
-            if worker.process.poll() is None:
-                worker.process.kill()
-            worker.process.wait()
-            worker.conn.close()
-    return finished
