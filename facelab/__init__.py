@@ -15,7 +15,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "io", "manifest", "demo", "collect", "faces", "data", "learn", "analysis",
+    "io", "manifest", "demo", "collect", "faces", "data", "learn", "analysis", "recognize",
     "notebook_runner", "doctor", "cli",
 )
 __all__ = ["__version__", *_SUBMODULES]

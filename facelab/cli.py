@@ -17,9 +17,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo-data": ("facelab.demo.cli", "generate the offline demo photo collection"),
     "demo-web": ("facelab.demo.web_cli", "serve a demo collection as a misbehaving local web"),
     "collect": ("facelab.collect.cli", "download / import photos into a collection manifest"),
+    "merge": ("facelab.collect.merge_cli", "join the shard folders of a sharded collect"),
     "faces": ("facelab.faces.cli", "detect faces, keep one-face photos, write aligned crops"),
     "split": ("facelab.data.cli", "make the stratified train/val(/test) split, once"),
     "fit": ("facelab.learn.cli", "labels, split, balancing, training and bias analysis"),
+    "predict": ("facelab.recognize.cli", "name every face in photos, 'unknown' for strangers"),
+    "export": ("facelab.recognize.cli", "export a trained model as SavedModel or TFLite"),
     "run-notebooks": ("facelab.notebook_runner", "run the numbered notebooks headless"),
 }
 

@@ -31,6 +31,7 @@ OK = "ok"
 MANIFEST_NAME = "manifest.csv"   # every stage folder: one row per photo or face
 LABELS_NAME = "labels.json"      # split and model folders: class names, list index = label
 METRICS_NAME = "metrics.json"    # model folders: the scores of the held-out split
+FACE_SETTINGS_NAME = "face_settings.json"  # face, split and model folders: how faces were cut
 REQUIRED_COLUMNS = ("person", "status", "reason")
 _RECT = re.compile(r"^\s*-?\d+\s*,\s*-?\d+\s*,\s*-?\d+\s*,\s*-?\d+\s*$")
 

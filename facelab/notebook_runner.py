@@ -31,10 +31,19 @@ PROFILES: dict[str, dict[str, Any]] = {
         "scale": "small",        # demo data: ~8 identities instead of 40+
         "max_photos": 200,       # notebooks that sample photos look at fewer
         "epochs": 2,             # training notebooks: a couple of epochs only
+        "refine_epochs": 1,      # 08: the remedy's extra epochs
         "collect_timeout_s": 2.0,   # 01: hanging demo URLs give up sooner
         "collect_deadline_s": 3.0,  # 01: total time per URL
         "small_buffer": 16,      # 05: the too-small shuffle buffer, scaled to ~140 train faces
+        "n_group": 4,            # 09: group photos annotated
+        "n_strangers": 4,        # 09: photos of held-out people tried
     },
+}
+# --source: which notebooks a user's own data skips, and which one is given source=PATH
+SOURCE_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "list": (("00",), "01"),                 # a PubFig-format URL list: collect it
+    "photos": (("00",), "01"),               # a folder of photos per person: import them
+    "crops": (("00", "01", "02", "09"), "03"),   # ready face crops: no detector settings
 }
 NOTEBOOK_PATTERN = re.compile(r"^\d{2}_.+\.ipynb$")
 # a notebook chooses its README figure by tagging the cell that draws it
@@ -57,20 +66,22 @@ def list_notebooks(notebooks_dir: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in folder.iterdir() if NOTEBOOK_PATTERN.match(p.name))
 
 
-def notebook_parameters(profile: str, declared: dict[str, Any],
-                        workdir: Path) -> dict[str, Any]:
+def notebook_parameters(profile: str, declared: dict[str, Any], workdir: Path,
+                        overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The parameters to inject into one notebook for a profile.
 
     Args:
         profile: A key of :data:`PROFILES`.
         declared: The notebook's declared parameters (name -> anything).
         workdir: The shared stage folder for this profile.
+        overrides: ``-p name=value`` parameters (they win over the profile's).
 
     Returns:
-        The subset of the profile's overrides the notebook declares, plus ``workdir``
-        and ``profile`` where declared.
+        The subset of the profile's overrides and of ``overrides`` the notebook
+        declares, plus ``workdir`` and ``profile`` where declared.
     """
-    params = {k: v for k, v in PROFILES[profile].items() if k in declared}
+    merged = {**PROFILES[profile], **(overrides or {})}
+    params = {k: v for k, v in merged.items() if k in declared}
     if "workdir" in declared:
         params["workdir"] = str(workdir)
     if "profile" in declared:
@@ -78,9 +89,89 @@ def notebook_parameters(profile: str, declared: dict[str, Any],
     return params
 
 
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """``["epochs=30", "backend=vision"]`` -> ``{"epochs": 30, "backend": "vision"}``.
+
+    Values are read as Python literals (numbers, None, True, lists, quoted strings) and
+    fall back to plain text.
+
+    Raises:
+        ValueError: For an item without ``=`` or with an empty name.
+    """
+    import ast
+
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise ValueError(f"-p {pair!r}: write -p name=value (e.g. -p epochs=30)")
+        try:
+            out[name.strip()] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[name.strip()] = text
+    return out
+
+
+def source_kind(source: str | os.PathLike[str]) -> str:
+    """Guess what a ``--source`` is: ``list`` (a file), ``crops`` or ``photos`` (folders).
+
+    A folder of sub-folders whose sampled images are all small squares (<= 300 px, like
+    PubFig83's 100x100 crops) is ``crops``; any other folder is ``photos``.
+
+    Raises:
+        FileNotFoundError: When the path does not exist.
+    """
+    from PIL import Image
+
+    path = Path(source)
+    if path.is_file():
+        return "list"
+    if not path.is_dir():
+        raise FileNotFoundError(f"--source {path} does not exist: pass a PubFig-format list, "
+                                "a folder of photos per person or a folder of face crops")
+    images = sorted(p for p in path.glob("*/*") if p.suffix.lower() in (".jpg", ".jpeg",
+                                                                         ".png"))[:20]
+    sizes = []
+    for image in images:
+        try:
+            with Image.open(image) as im:
+                sizes.append(im.size)
+        except OSError:
+            continue
+    square = sizes and all(abs(w - h) <= 2 and max(w, h) <= 300 for w, h in sizes)
+    return "crops" if square else "photos"
+
+
+def plan_source(notebooks: list[Path], source: str | os.PathLike[str] | None,
+                kind: str = "auto") -> tuple[list[Path], dict[str, dict[str, Any]]]:
+    """The notebooks to run on a user's own data, and the ``source`` each one is given.
+
+    Args:
+        notebooks: The numbered notebooks.
+        source: A PubFig-format list, a folder of photos per person, a folder of face
+            crops per person, or ``None`` (the demo: nothing changes).
+        kind: ``auto`` (:func:`source_kind`), ``list``, ``photos`` or ``crops``.
+
+    Returns:
+        The notebooks to run and, per notebook name, extra parameters.
+    """
+    if source is None:
+        return notebooks, {}
+    kind = source_kind(source) if kind == "auto" else kind
+    if kind not in SOURCE_KINDS:
+        raise ValueError(f"unknown source kind {kind!r}: use auto or {sorted(SOURCE_KINDS)}")
+    skip, target = SOURCE_KINDS[kind]
+    kept = [nb for nb in notebooks if nb.name[:2] not in skip]
+    where = str(Path(source).resolve())
+    print(f"--source {where} ({kind}): skipping notebooks {', '.join(skip)}", flush=True)
+    return kept, {nb.name: {"source": where} for nb in kept if nb.name.startswith(target)}
+
+
 def run_notebooks(profile: str = "demo", notebooks_dir: str | os.PathLike[str] | None = None,
                   out_root: str | os.PathLike[str] | None = None,
-                  only: list[str] | None = None, timeout_s: int = 3600) -> list[Path]:
+                  only: list[str] | None = None, timeout_s: int = 3600,
+                  source: str | os.PathLike[str] | None = None, source_kind: str = "auto",
+                  overrides: dict[str, Any] | None = None) -> list[Path]:
     """Execute the numbered notebooks in order.
 
     Args:
@@ -92,6 +183,10 @@ def run_notebooks(profile: str = "demo", notebooks_dir: str | os.PathLike[str] |
         only: Run only notebooks whose name starts with one of these prefixes
             (e.g. ``["00", "01"]``); earlier stages' files must then exist.
         timeout_s: Per-cell timeout.
+        source: Run on your own data instead of the demo (see :func:`plan_source`); the
+            copies then go to ``out_root/own`` (``own-smoke`` for the smoke profile).
+        source_kind: ``auto``, ``list``, ``photos`` or ``crops``.
+        overrides: Parameters for every notebook that declares them (``-p name=value``).
 
     Returns:
         The executed notebooks' paths.
@@ -107,10 +202,11 @@ def run_notebooks(profile: str = "demo", notebooks_dir: str | os.PathLike[str] |
 
     root = project_root()
     notebooks_dir = Path(notebooks_dir or root / "notebooks").resolve()
-    out_dir = (Path(out_root or root / "runs") / profile).resolve()
+    name = profile if source is None else ("own" if profile == "demo" else f"own-{profile}")
+    out_dir = (Path(out_root or root / "runs") / name).resolve()
     workdir = out_dir / "work"
     workdir.mkdir(parents=True, exist_ok=True)
-    notebooks = list_notebooks(notebooks_dir)
+    notebooks, extra = plan_source(list_notebooks(notebooks_dir), source, source_kind)
     if only:
         notebooks = [nb for nb in notebooks if any(nb.name.startswith(p) for p in only)]
         if not notebooks:
@@ -123,7 +219,8 @@ def run_notebooks(profile: str = "demo", notebooks_dir: str | os.PathLike[str] |
     try:
         for index, nb in enumerate(notebooks, start=1):
             declared = papermill.inspect_notebook(str(nb))
-            params = notebook_parameters(profile, declared, workdir)
+            params = notebook_parameters(profile, declared, workdir,
+                                         {**(overrides or {}), **extra.get(nb.name, {})})
             target = out_dir / nb.name
             print(f"[{index}/{len(notebooks)}] {nb.name} ({profile}) -> {target}", flush=True)
             start = time.perf_counter()
@@ -252,6 +349,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", nargs="+", metavar="NN",
                         help="run only notebooks whose names start with these prefixes")
     parser.add_argument("--out", default=None, help="folder for executed copies (default runs/)")
+    parser.add_argument("--source", default=None, metavar="PATH",
+                        help="your own data instead of the demo: a PubFig-format list, a "
+                        "folder of photos per person or a folder of face crops per person")
+    parser.add_argument("--source-kind", default="auto",
+                        choices=["auto", *sorted(SOURCE_KINDS)],
+                        help="what --source is (default: guessed)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="set a notebook parameter wherever it is declared, e.g. "
+                        "-p backend=vision -p epochs=30 (repeatable)")
     parser.add_argument("--figures", default=None, metavar="DIR",
                         help="afterwards, write one figure per notebook to DIR/NN.png (the "
                         "cell tagged readme-figure, else the last PNG), e.g. docs/figures")
@@ -260,7 +366,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     """Entry point of ``facelab run-notebooks``."""
     try:
-        done = run_notebooks(args.profile, out_root=args.out, only=args.only)
+        done = run_notebooks(args.profile, out_root=args.out, only=args.only,
+                             source=args.source, source_kind=args.source_kind,
+                             overrides=parse_overrides(args.param))
     except RuntimeError as error:
         print(f"facelab run-notebooks: {error}", file=sys.stderr)
         return 1

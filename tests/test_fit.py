@@ -72,3 +72,46 @@ def test_fit_rejects_missing_source(tmp_path: Path) -> None:
     from facelab.cli import main
 
     assert main(["fit", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_pairs_to_refine_and_pair_aware_refining(tmp_path: Path) -> None:
+    from facelab import analysis
+    from facelab.data.labels import LabelMap, add_labels, load_faces
+    from facelab.data.split import stratified_split
+    from facelab.learn import build_cnn, pair_aware_dataset, pairs_to_refine, refine
+
+    faces = load_faces(_crops(tmp_path / "crops"))
+    df, label_map = add_labels(stratified_split(faces, (0.6, 0.4), seed=0), None)
+    names = list(label_map.names)
+    a, b, c = names[0], names[1], names[2]
+    # validation: a is swallowed by b; c loses a quarter of its faces to a (an extra pair)
+    val = df[df["split"] == "val"].reset_index(drop=True)
+    predicted = val["person"].copy()
+    predicted[val["person"] == a] = b
+    c_rows = val.index[val["person"] == c]
+    predicted[c_rows[: max(3, len(c_rows) // 4)]] = a
+    preds = val.assign(true=label_map.encode(val["person"].tolist()), predicted=predicted,
+                       pred=label_map.encode(predicted.tolist()))
+    verdict = analysis.bias_verdict(preds["true"], preds["pred"], names)
+    assert verdict.swallowed.classes == [a]
+    assert pairs_to_refine(verdict) == [(a, b)]
+    assert pairs_to_refine(verdict, preds) == [(a, b), (c, a)]
+
+    # pair-aware batches: about half hold only the pairs' faces
+    data = pair_aware_dataset(df, label_map, [(a, b)], image_size=32, batch_size=8,
+                              pair_share=0.5, seed=0)
+    only_pair = [set(np.asarray(y).argmax(axis=1)) <= {0, 1} for _, y in data]
+    assert len(only_pair) == -(-int((df["split"] == "train").sum()) // 8)
+    assert 0 < sum(only_pair) < len(only_pair)
+    with pytest.raises(ValueError, match="no confused pairs"):
+        pair_aware_dataset(df, label_map, [], image_size=32)
+
+    model = build_cnn(len(names), 32, widths=(8, 16), blocks=(1, 1))
+    before = [w.copy() for w in model.get_layer("softmax").get_weights()]
+    stats = [w.copy() for w in model.get_layer("stem_bn").get_weights()]
+    assert refine(model, df, LabelMap.from_names(names), [], image_size=32) is model
+    refine(model, df, label_map, [(a, b)], image_size=32, epochs=1, batch_size=8)
+    after = model.get_layer("softmax").get_weights()
+    assert not np.allclose(before[0], after[0])                 # trained
+    frozen = model.get_layer("stem_bn").get_weights()
+    assert all(np.allclose(x, y) for x, y in zip(stats, frozen, strict=True))   # BN frozen

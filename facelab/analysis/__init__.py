@@ -1,7 +1,8 @@
 """Stage 8, bias analysis: is the model wrong evenly, or does one class take the others.
 
-``predictions`` of a model on one split, ``bias`` (confusion, shares, per-class table, the
-alarm); ``plots`` beside them.
+``predictions`` of a model on one split, ``bias`` (confusion, shares, per-class table, and
+the verdict: dominant classes, swallowed classes, one-way confused pairs); ``plots`` beside
+them.
 """
 
 from facelab.lazy import lazy_exports
@@ -17,9 +18,22 @@ __getattr__, __all__ = lazy_exports(
             "confused_pairs",
             "Alarm",
             "dominant_class_alarm",
+            "SwallowedAlarm",
+            "swallowed_class_alarm",
+            "PairAlarm",
+            "one_way_pair_alarm",
+            "Verdict",
+            "bias_verdict",
             "summarise",
         ),
-        "predictions": ("predict_probs", "predict_split"),
-        "plots": ("plot_confusion", "plot_shares", "plot_misclassified"),
+        "predictions": ("predict_probs", "predict_split", "portraits"),
+        "plots": (
+            "plot_confusion",
+            "plot_shares",
+            "plot_recall",
+            "plot_misclassified",
+            "plot_top_losses",
+            "plot_swallowed",
+        ),
     },
 )

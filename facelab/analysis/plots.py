@@ -1,4 +1,9 @@
-"""Figures of the bias analysis: confusion matrix, predicted vs true shares, mistakes."""
+"""Figures of the bias analysis.
+
+Confusion matrix, predicted vs true shares and per-class recall (dominant and swallowed
+classes marked), misclassified faces, the most confident mistakes, and each swallowed class
+beside the class that absorbs it.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from facelab.analysis.bias import DEFAULT_THRESHOLD, confusion, dominant_class_alarm, share_table
+from facelab.analysis.bias import (
+    DEFAULT_THRESHOLD,
+    Verdict,
+    bias_verdict,
+    confusion,
+    per_class_table,
+    share_table,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+DOMINANT_COLOUR = "tab:red"
+SWALLOWED_COLOUR = "tab:orange"
 
 
 def plot_confusion(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str], *,
@@ -58,14 +72,47 @@ def plot_confusion(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence
     return fig
 
 
+def _marks(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str],
+           threshold: float, verdict: Verdict | None) -> tuple[set[str], dict[str, str]]:
+    """The dominant classes and the swallowed ones (-> their absorbers) of a verdict."""
+    verdict = verdict or bias_verdict(y_true, y_pred, names, threshold)
+    swallowed = {str(o["class"]): str(o["absorber"]) for o in verdict.swallowed.offenders}
+    return set(verdict.dominant.offenders), swallowed
+
+
+def _colours(classes: Any, dominant: set[str], swallowed: dict[str, str]) -> list[str]:
+    """Bar colours: dominant classes red, swallowed ones orange, the rest blue."""
+    return [DOMINANT_COLOUR if name in dominant else
+            SWALLOWED_COLOUR if name in swallowed else "tab:blue" for name in classes]
+
+
+def _new_axis(ax: Any, k: int) -> tuple[Figure, Any]:
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        return plt.subplots(figsize=(max(6.0, 0.22 * k + 2), 3.8))
+    return ax.figure, ax
+
+
+def _legend_marks(ax: Any, dominant: bool, swallowed: bool) -> None:
+    from matplotlib.patches import Patch
+
+    handles, _ = ax.get_legend_handles_labels()
+    if dominant:
+        handles.append(Patch(color=DOMINANT_COLOUR, label="dominant class (alarm)"))
+    if swallowed:
+        handles.append(Patch(color=SWALLOWED_COLOUR, label="swallowed class (alarm)"))
+    ax.legend(handles=handles, fontsize=8)
+
+
 def plot_shares(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str], *,
-                title: str = "", ax: Any = None, threshold: float = DEFAULT_THRESHOLD
-                ) -> Figure:
+                title: str = "", ax: Any = None, threshold: float = DEFAULT_THRESHOLD,
+                verdict: Verdict | None = None) -> Figure:
     """Bar chart of the predicted share per class against its true share.
 
-    One dominating class (the post's "Brad Pitt") shows as one tall bar; a healthy model
-    is flat and follows the true shares.  Classes that set off the
-    :func:`dominant_class_alarm` are red.
+    One dominating class (the post's "Brad Pitt") shows as one tall bar; a swallowed class
+    as a missing one; a healthy model is flat and follows the true shares.  Dominant
+    classes are red, swallowed classes orange (:func:`~facelab.analysis.bias_verdict`).
 
     Args:
         y_true: True ids.
@@ -73,28 +120,67 @@ def plot_shares(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[st
         names: Class names in id order.
         title: Axis title.
         ax: Draw into this axis (default: a new figure).
-        threshold: The alarm threshold (predicted / true share) to mark.
+        threshold: The dominant-class threshold (predicted / true share).
+        verdict: A verdict already computed on these predictions (default: computed).
     """
-    import matplotlib.pyplot as plt
-
     table = share_table(y_true, y_pred, names).loc[list(names)]
     k = len(names)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * k + 2), 3.8))
-    else:
-        fig = ax.figure
+    fig, ax = _new_axis(ax, k)
     x = np.arange(k)
-    offenders = set(dominant_class_alarm(y_true, y_pred, names, threshold).offenders)
-    colours = ["tab:red" if name in offenders else "tab:blue" for name in table.index]
+    dominant, swallowed = _marks(y_true, y_pred, names, threshold, verdict)
+    colours = _colours(table.index, dominant, swallowed)
     ax.bar(x, table["predicted_share"], color=colours, label="predicted share")
     ax.step(np.append(x, k) - 0.5, np.append(table["true_share"], table["true_share"].iloc[-1]),
             where="post", color="k", lw=1.2, label="true share")
     ax.set_xticks(x, [n[:14] for n in names], rotation=90, fontsize=7 if k > 20 else 8)
+    for label in ax.get_xticklabels():
+        if label.get_text() in {n[:14] for n in swallowed}:
+            label.set_color(SWALLOWED_COLOUR)
     ax.set_ylabel("share of predictions")
     ax.set_ylim(0, max(float(table["predicted_share"].max()), float(table["true_share"].max()))
                 * 1.1 + 1e-9)
     ax.set_title(title or "predicted vs true class share")
-    ax.legend(fontsize=8)
+    _legend_marks(ax, bool(dominant), bool(swallowed))
+    fig.tight_layout()
+    return fig
+
+
+def plot_recall(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str], *,
+                title: str = "", ax: Any = None, threshold: float = DEFAULT_THRESHOLD,
+                verdict: Verdict | None = None, target: float | None = 0.5) -> Figure:
+    """Per-class recall bars, sorted (worst first), with the alarm's classes marked.
+
+    Swallowed classes are orange and labelled with their absorber; dominant classes red.
+
+    Args:
+        y_true: True ids.
+        y_pred: Predicted ids.
+        names: Class names in id order.
+        title: Axis title.
+        ax: Draw into this axis (default: a new figure).
+        threshold: The dominant-class threshold.
+        verdict: A verdict already computed on these predictions (default: computed).
+        target: Draw a horizontal line at this recall (``None``: none).
+    """
+    table = per_class_table(y_true, y_pred, names)
+    table = table[table["support"] > 0].sort_values("recall", kind="stable")
+    k = len(table)
+    fig, ax = _new_axis(ax, k)
+    dominant, swallowed = _marks(y_true, y_pred, names, threshold, verdict)
+    colours = _colours(table.index, dominant, swallowed)
+    x = np.arange(k)
+    ax.bar(x, table["recall"], color=colours)
+    labels = [f"{n[:14]} -> {swallowed[n][:10]}" if n in swallowed else n[:14]
+              for n in table.index]
+    ax.set_xticks(x, labels, rotation=90, fontsize=7 if k > 20 else 8)
+    ax.axhline(float(np.median(table["recall"])), color="k", lw=1, ls="--",
+               label=f"median {np.median(table['recall']):.2f}")
+    if target is not None:
+        ax.axhline(target, color="grey", lw=1, ls=":", label=f"target {target:g}")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("recall")
+    ax.set_title(title or "recall per class (worst first)")
+    _legend_marks(ax, bool(dominant), bool(swallowed))
     fig.tight_layout()
     return fig
 
@@ -128,5 +214,94 @@ def plot_misclassified(predictions: pd.DataFrame, n: int = 24, ncols: int = 8,
         axes.flat[0].text(0.5, 0.5, "no misclassified face", ha="center", va="center")
     fig.suptitle(f"misclassified faces ({int((~predictions['correct']).sum())} of "
                  f"{len(predictions)})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _show(ax: Any, path: str | None, title: str, colour: str = "black") -> None:
+    """Draw one image file into an axis (a blank panel when there is none)."""
+    from PIL import Image
+
+    ax.axis("off")
+    if path:
+        with Image.open(path) as img:
+            ax.imshow(np.asarray(img.convert("RGB")))
+    ax.set_title(title, fontsize=7, color=colour)
+
+
+def plot_top_losses(predictions: pd.DataFrame, portraits: dict[str, str], n: int = 12,
+                    ncols: int = 3) -> Figure:
+    """Draw the most confident wrong answers first, each beside both persons' portraits.
+
+    Each item is three panels: the mistaken face (true -> predicted, confidence), a
+    training portrait of the true person and one of the predicted person.
+
+    Args:
+        predictions: :func:`~facelab.analysis.predict_split`'s table.
+        portraits: Person -> one training image (:func:`~facelab.analysis.portraits`).
+        n: Mistakes to show.
+        ncols: Mistakes per row (3 panels each).
+    """
+    import matplotlib.pyplot as plt
+
+    wrong = predictions[~predictions["correct"]].sort_values("confidence", ascending=False,
+                                                             kind="stable").head(n)
+    nrows = max(1, -(-len(wrong) // ncols))
+    fig, axes = plt.subplots(nrows, 3 * ncols, figsize=(1.5 * 3 * ncols, 1.9 * nrows),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, row in enumerate(wrong.itertuples(index=False)):
+        r, c = divmod(i, ncols)
+        trio = axes[r, 3 * c: 3 * c + 3]
+        _show(trio[0], row.path, f"{row.person[:12]}\n-> {row.predicted[:12]} "
+              f"({row.confidence:.2f})", "tab:red")
+        _show(trio[1], portraits.get(row.person), f"true:\n{row.person[:14]}")
+        _show(trio[2], portraits.get(row.predicted), f"predicted:\n{row.predicted[:14]}")
+    if wrong.empty:
+        axes.flat[0].text(0.5, 0.5, "no mistake", ha="center", va="center")
+    fig.suptitle("most confident mistakes: the face, a training portrait of the true person, "
+                 "one of the predicted person", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_swallowed(predictions: pd.DataFrame, verdict: Verdict, portraits: dict[str, str],
+                   faces: int = 5) -> Figure:
+    """Show each swallowed class beside its absorber: portraits and the mistaken faces.
+
+    One row per swallowed class: a training portrait of the swallowed person, one of the
+    absorber, then up to ``faces`` of the swallowed person's faces that were named as the
+    absorber (most confident first).
+
+    Args:
+        predictions: :func:`~facelab.analysis.predict_split`'s table.
+        verdict: :func:`~facelab.analysis.bias_verdict` on the same predictions.
+        portraits: Person -> one training image (:func:`~facelab.analysis.portraits`).
+        faces: Mistaken faces per row.
+    """
+    import matplotlib.pyplot as plt
+
+    offenders = verdict.swallowed.offenders
+    nrows = max(1, len(offenders))
+    fig, axes = plt.subplots(nrows, 2 + faces, figsize=(1.6 * (2 + faces), 2.0 * nrows),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for row_axes, o in zip(axes, offenders, strict=False):
+        lost, absorber = str(o["class"]), str(o["absorber"])
+        _show(row_axes[0], portraits.get(lost), f"swallowed:\n{lost[:16]} "
+              f"(recall {o['recall']:.2f})", SWALLOWED_COLOUR)
+        _show(row_axes[1], portraits.get(absorber), f"absorber:\n{absorber[:16]} "
+              f"({o['absorbed']}/{o['support']})")
+        taken = predictions[(predictions["person"] == lost)
+                            & (predictions["predicted"] == absorber)]
+        taken = taken.sort_values("confidence", ascending=False, kind="stable")
+        for ax, face in zip(row_axes[2:], taken.itertuples(index=False), strict=False):
+            _show(ax, face.path, f"-> {absorber[:12]}\n({face.confidence:.2f})", "tab:red")
+    if not offenders:
+        axes.flat[0].text(0.5, 0.5, "no swallowed class", ha="center", va="center")
+    fig.suptitle("swallowed classes beside the class that absorbs them (training portraits), "
+                 "then their faces named as the absorber", fontsize=9)
     fig.tight_layout()
     return fig

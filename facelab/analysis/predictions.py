@@ -74,3 +74,19 @@ def predict_split(model: Any, manifest: pd.DataFrame, split: str, label_map: Lab
     return pd.DataFrame({"path": rows["path"], "person": rows["person"], "true": true,
                          "pred": pred, "predicted": [label_map.names[i] for i in pred],
                          "confidence": probs.max(axis=1), "correct": pred == true})
+
+
+def portraits(manifest: pd.DataFrame, split: str = "train") -> dict[str, str]:
+    """Pick one image per person from one split (the first in manifest order), for galleries.
+
+    Args:
+        manifest: Manifest with absolute ``path``, ``person`` and ``split``.
+        split: The split to take them from (training portraits by default: the images
+            that were scored are never shown as the person's reference).
+
+    Returns:
+        Person -> image path.
+    """
+    rows = manifest[manifest["split"] == split]
+    first = rows.drop_duplicates("person", keep="first")
+    return dict(zip(first["person"].astype(str), first["path"].astype(str), strict=True))

@@ -23,6 +23,7 @@ __getattr__, __all__ = lazy_exports(
             "write_split",
             "split_stage",
             "read_split",
+            "carry_face_settings",
         ),
         "balance": (
             "STRATEGIES",

@@ -11,8 +11,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``facelab split`` (``facelab fit`` makes its split itself)."""
     parser.add_argument("source", help="face stage folder or folder of crops per person")
     parser.add_argument("--out", required=True, help="split stage folder to write")
-    parser.add_argument("--fractions", type=float, nargs="+", default=[0.7, 0.3],
-                        help="train val [test] fractions (default 0.7 0.3)")
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.7, 0.15, 0.15],
+                        help="train val [test] fractions (default 0.7 0.15 0.15: val "
+                        "chooses, test is scored once)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="remake an existing split")
 

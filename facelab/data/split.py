@@ -24,7 +24,7 @@ import pandas as pd
 
 from facelab.data.labels import LabelMap, add_labels, load_faces, relative_to
 from facelab.io import atomic_write_bytes
-from facelab.manifest import LABELS_NAME, MANIFEST_NAME, write_manifest
+from facelab.manifest import FACE_SETTINGS_NAME, LABELS_NAME, MANIFEST_NAME, write_manifest
 
 DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.7, "val": 0.3}
 
@@ -278,6 +278,8 @@ def split_stage(source: str | os.PathLike[str] | pd.DataFrame, out_dir: str | os
                     f"({len(now - set(df['path']))} new, {len(set(df['path']) - now)} gone): "
                     "the split is made once per data set; pass force=True (or another "
                     "folder) to make a new one")
+            if not isinstance(source, pd.DataFrame):
+                carry_face_settings(source, out_dir)
             return df, LabelMap.load(out_dir)
         raise ValueError(f"{out_dir} already holds a split made with "
                          f"{ {k: old.get(k) for k in settings} }, not {settings}: the split "
@@ -289,7 +291,29 @@ def split_stage(source: str | os.PathLike[str] | pd.DataFrame, out_dir: str | os
             else "DataFrame", "rows": len(df),
             "per_split": df["split"].value_counts().to_dict()}
     write_split(df, out_dir, label_map, info)
+    if not isinstance(source, pd.DataFrame):
+        carry_face_settings(source, out_dir)
     return df, label_map
+
+
+def carry_face_settings(source: str | os.PathLike[str], out_dir: str | os.PathLike[str]
+                        ) -> Path | None:
+    """Copy the face stage's ``face_settings.json`` from SOURCE's folder into ``out_dir``.
+
+    The file says how the faces were detected and cropped; the split and model folders
+    carry it so that ``facelab predict`` repeats it (see :mod:`facelab.faces.settings`).
+
+    Returns:
+        The copy, or ``None`` when SOURCE has no such file (ready-made crops).
+    """
+    folder = Path(source)
+    folder = folder.parent if folder.is_file() else folder
+    found = folder / FACE_SETTINGS_NAME
+    if not found.is_file() or found.resolve() == (Path(out_dir) / FACE_SETTINGS_NAME).resolve():
+        return None
+    target = Path(out_dir) / FACE_SETTINGS_NAME
+    atomic_write_bytes(target, found.read_bytes())
+    return target
 
 
 def read_split(folder: str | os.PathLike[str]) -> tuple[pd.DataFrame, LabelMap]:
@@ -303,4 +327,4 @@ def read_split(folder: str | os.PathLike[str]) -> tuple[pd.DataFrame, LabelMap]:
 
 __all__ = ["stratified_split", "naive_split", "split_stage", "read_split",
            "write_split", "split_report", "leaked_groups", "min_class_size",
-           "normalise_fractions"]
+           "normalise_fractions", "carry_face_settings"]

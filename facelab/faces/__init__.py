@@ -44,6 +44,13 @@ __getattr__, __all__ = lazy_exports(
             "eye_angle",
             "align_crop",
         ),
+        "settings": (
+            "SETTINGS_FORMAT",
+            "face_settings_dict",
+            "write_face_settings",
+            "read_face_settings",
+            "facelab_version",
+        ),
         "mtcnn": ("MTCNNDetector",),
         "vision": (
             "MAX_IMAGES_PER_REQUEST",

@@ -19,7 +19,7 @@ import io
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from facelab.faces.base import DetectionFailure, Detector, Face
 from facelab.faces.crops import UnreadablePhoto, align_crop, detection_copy, load_photo
 from facelab.faces.mtcnn import MTCNNDetector
 from facelab.faces.rule import DETECTOR_ERROR, UNREADABLE, apply_rule
+from facelab.faces.settings import write_face_settings
 from facelab.io import atomic_write_bytes
 from facelab.manifest import (
     MANIFEST_NAME,
@@ -214,6 +215,167 @@ def _decide(rows: pd.DataFrame, i: int, entry: dict[str, Any], settings: FaceSet
     return fields
 
 
+def _read_input(src: str | os.PathLike[str], out: Path, max_photos: int | None,
+                seed: int) -> tuple[pd.DataFrame, Path]:
+    """Read and check the stage's input; sample ``max_photos`` of its ok rows.
+
+    Returns:
+        The rows (index 0..n-1; failures upstream kept) and the folder of their paths.
+    """
+    rows, root = read_source(src)
+    if "path" not in rows.columns or "status" not in rows.columns:
+        raise ValueError(f"the input manifest under {src} lacks 'path'/'status' columns: pass "
+                         "the collection stage's folder or a folder of photos per person")
+    if out.resolve() == root.resolve():
+        raise ValueError("--out must differ from the input folder")
+    rows = rows.reset_index(drop=True)
+    todo_mask = rows["status"].astype(str) == OK
+    if max_photos is not None and todo_mask.sum() > max_photos:
+        keep = rows[todo_mask].sample(n=max_photos, random_state=seed).index
+        rows = rows[~todo_mask | rows.index.isin(keep)].reset_index(drop=True)
+    return rows, root
+
+
+@dataclass
+class _Run:
+    """What the steps of one face-stage run share.
+
+    Attributes:
+        rows: The input rows (index 0..n-1).
+        abs_paths: Each row's photo file ('' when none).
+        out: The output stage folder.
+        settings: The stage's options.
+        detector: The face detector.
+        key: The detection cache key (detector and detection size).
+        max_side: Photos are detected on a copy at most this long.
+        cache: Detections per photo sha256.
+        stats: Photos ``detected`` and found ``cached`` so far.
+    """
+
+    rows: pd.DataFrame
+    abs_paths: pd.Series
+    out: Path
+    settings: FaceSettings
+    detector: Detector
+    key: str
+    max_side: int
+    cache: DetectionCache
+    stats: dict[str, int] = field(default_factory=lambda: {"detected": 0, "cached": 0})
+
+    def base(self, i: int) -> dict[str, Any]:
+        """Row ``i``'s input fields, with its photo's path relative to the output folder."""
+        record = {c: self.rows.at[i, c] for c in self.rows.columns if c != "path"}
+        p = self.abs_paths.iat[i]
+        record["photo_path"] = _relpath(p, self.out) if p else ""
+        record["path"] = ""
+        return record
+
+
+@dataclass
+class _Chunk:
+    """The photos of a chunk of rows: bytes and decoded images by sha256, failures."""
+
+    data: dict[str, bytes] = field(default_factory=dict)             # sha256 -> bytes
+    shas: dict[int, str] = field(default_factory=dict)               # row -> sha256
+    images: dict[str, Image.Image] = field(default_factory=dict)     # sha256 -> photo
+    failed: dict[str, tuple[str, str]] = field(default_factory=dict)  # sha256 -> status, reason
+    read_errors: dict[int, str] = field(default_factory=dict)        # row -> reason
+
+
+def _read_chunk(run: _Run, part: list[int]) -> _Chunk:
+    """Read the photo files of rows ``part`` and hash them."""
+    chunk = _Chunk()
+    for i in part:
+        try:
+            raw = Path(run.abs_paths.iat[i]).read_bytes()
+        except OSError as error:
+            chunk.read_errors[i] = f"cannot read file: {type(error).__name__}: {error}"
+            continue
+        chunk.shas[i] = hashlib.sha256(raw).hexdigest()
+        chunk.data[chunk.shas[i]] = raw
+    return chunk
+
+
+def _detect_chunk(run: _Run, chunk: _Chunk) -> None:
+    """Detect faces in what the cache lacks (once per distinct photo); cache the results."""
+    need = [sha for sha in dict.fromkeys(chunk.shas.values())
+            if run.cache.get(sha, run.key) is None]
+    run.stats["cached"] += sum(1 for sha in chunk.shas.values() if sha not in need)
+    arrays, factors, owners = [], [], []
+    for sha in need:
+        try:
+            chunk.images[sha] = load_photo(chunk.data[sha])
+        except UnreadablePhoto as error:
+            chunk.failed[sha] = (UNREADABLE, str(error))
+            continue
+        array, factor = detection_copy(chunk.images[sha], run.max_side)
+        arrays.append(array)
+        factors.append(factor)
+        owners.append(sha)
+    if not arrays:
+        return
+    found = run.detector.detect(arrays)
+    new = []
+    for sha, faces, factor in zip(owners, found, factors, strict=True):
+        if isinstance(faces, DetectionFailure):
+            chunk.failed[sha] = (DETECTOR_ERROR, faces.reason)
+            continue
+        new.append({"sha256": sha, "key": run.key, "width": chunk.images[sha].width,
+                    "height": chunk.images[sha].height,
+                    "faces": [f.scaled(factor).to_dict() for f in faces]})
+    run.cache.add(new)
+    run.stats["detected"] += len(arrays)
+
+
+def _record(run: _Run, chunk: _Chunk, i: int) -> dict[str, Any]:
+    """Row ``i``'s output: its failure, the rule's decision and, when kept, its crop."""
+    record = run.base(i)
+    if i in chunk.read_errors:
+        record.update(status=UNREADABLE, reason=chunk.read_errors[i])
+        return record
+    sha = chunk.shas[i]
+    record["sha256"] = sha
+    if sha in chunk.failed:
+        record.update(status=chunk.failed[sha][0], reason=chunk.failed[sha][1])
+        return record
+    record.update(_decide(run.rows, i, run.cache.get(sha, run.key), run.settings,
+                          "md5_ok" in run.rows.columns))
+    if record["status"] != OK:
+        return record
+    face = Face.from_dict(json.loads(record.pop("_face")))
+    name = _crop_name(sha, int(record["face_index"]), run.settings, face)
+    target = run.out / name
+    if not target.exists():
+        try:
+            if sha not in chunk.images:
+                chunk.images[sha] = load_photo(chunk.data[sha])
+            _save_jpeg(align_crop(chunk.images[sha], face, run.settings.crop_size,
+                                  run.settings.margin), target, run.settings.jpeg_quality)
+        except (UnreadablePhoto, OSError, ValueError) as error:
+            record.update(status=UNREADABLE, reason=f"cannot crop: {error}")
+            return record
+    record["path"] = name
+    return record
+
+
+def _manifest(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """The output manifest: :data:`FACE_COLUMNS` first, then the input's, typed."""
+    df = pd.DataFrame.from_records(records)
+    df = df.drop(columns=[c for c in ("_face",) if c in df.columns])
+    for column in FACE_COLUMNS:
+        if column not in df.columns:
+            df[column] = pd.NA
+    ordered = list(FACE_COLUMNS) + [c for c in df.columns if c not in FACE_COLUMNS]
+    df = df[ordered]
+    for column in ("path", "photo_path", "sha256", "reason", "box", "landmarks",
+                   "detections"):
+        df[column] = df[column].fillna("").astype(str)
+    for column in ("photo_width", "photo_height", "n_faces", "n_confident", "face_index"):
+        df[column] = pd.to_numeric(df[column], errors="coerce").astype("Int64")
+    df["recovered"] = df["recovered"].astype("boolean")
+    return df
+
+
 def filter_faces(src: str | os.PathLike[str], out: str | os.PathLike[str], *,
                  backend: str = "mtcnn", detector: Detector | None = None,
                  crop_size: int = 128, margin: float = 0.25, min_confidence: float = 0.9,
@@ -259,135 +421,37 @@ def filter_faces(src: str | os.PathLike[str], out: str | os.PathLike[str], *,
     settings.check()
     if max_photos is not None and max_photos < 1:
         raise ValueError("max_photos must be at least 1 (or None for all)")
-    rows, root = read_source(src)
-    if "path" not in rows.columns or "status" not in rows.columns:
-        raise ValueError(f"the input manifest under {src} lacks 'path'/'status' columns: pass "
-                         "the collection stage's folder or a folder of photos per person")
     out = Path(out)
-    if out.resolve() == root.resolve():
-        raise ValueError("--out must differ from the input folder")
+    rows, root = _read_input(src, out, max_photos, seed)
     if detector is None:
         detector = make_detector(backend, **({"batch_size": batch_size}
                                              if backend == "mtcnn" else {}))
     max_side = detect_max_side or DEFAULT_MAX_SIDE.get(detector.name, 640)
-    key = f"{detector.cache_key()}:side{max_side}"
     out.mkdir(parents=True, exist_ok=True)
-    cache = DetectionCache(out / CACHE_NAME)
-
-    rows = rows.reset_index(drop=True)
-    todo_mask = rows["status"].astype(str) == OK
-    if max_photos is not None and todo_mask.sum() > max_photos:
-        keep = rows[todo_mask].sample(n=max_photos, random_state=seed).index
-        rows = rows[~todo_mask | rows.index.isin(keep)].reset_index(drop=True)
-        todo_mask = rows["status"].astype(str) == OK
-    abs_paths = absolute_paths(rows, root)
-    has_md5_ok = "md5_ok" in rows.columns
-
+    run = _Run(rows, absolute_paths(rows, root), out, settings, detector,
+               f"{detector.cache_key()}:side{max_side}", max_side,
+               DetectionCache(out / CACHE_NAME))
+    todo_mask = (rows["status"].astype(str) == OK).to_numpy()
     records: list[dict[str, Any]] = [{} for _ in range(len(rows))]
-    base_cols = [c for c in rows.columns if c != "path"]
-
-    def base(i: int) -> dict[str, Any]:
-        record = {c: rows.at[i, c] for c in base_cols}
-        p = abs_paths.iat[i]
-        record["photo_path"] = _relpath(p, out) if p else ""
-        record["path"] = ""
-        return record
-
-    for i in np.flatnonzero(~todo_mask.to_numpy()):
-        records[int(i)] = base(int(i))
-
-    todo = [int(i) for i in np.flatnonzero(todo_mask.to_numpy())]
-    chunk = max(1, batch_size) * 8            # detectors sort a chunk by shape
+    for i in np.flatnonzero(~todo_mask):
+        records[int(i)] = run.base(int(i))
+    todo = [int(i) for i in np.flatnonzero(todo_mask)]
+    size = max(1, batch_size) * 8            # detectors sort a chunk by shape
     bar = tqdm(total=len(todo), desc=f"faces ({detector.name})", unit="photo",
                disable=not progress)
-    stats = {"detected": 0, "cached": 0}
-    for start in range(0, len(todo), chunk):
-        part = todo[start:start + chunk]
-        data: dict[str, bytes] = {}            # sha256 -> bytes
-        shas: dict[int, str] = {}              # row -> sha256
-        images: dict[str, Image.Image] = {}    # sha256 -> decoded photo
-        failed: dict[str, tuple[str, str]] = {}  # sha256 -> (status, reason)
-        read_errors: dict[int, str] = {}
+    for start in range(0, len(todo), size):
+        part = todo[start:start + size]
+        chunk = _read_chunk(run, part)
+        _detect_chunk(run, chunk)
         for i in part:
-            try:
-                raw = Path(abs_paths.iat[i]).read_bytes()
-            except OSError as error:
-                read_errors[i] = f"cannot read file: {type(error).__name__}: {error}"
-                continue
-            shas[i] = hashlib.sha256(raw).hexdigest()
-            data[shas[i]] = raw
-        # detect what the cache lacks, once per distinct photo
-        need = [sha for sha in dict.fromkeys(shas.values()) if cache.get(sha, key) is None]
-        stats["cached"] += sum(1 for sha in shas.values() if sha not in need)
-        arrays, factors, owners = [], [], []
-        for sha in need:
-            try:
-                images[sha] = load_photo(data[sha])
-            except UnreadablePhoto as error:
-                failed[sha] = (UNREADABLE, str(error))
-                continue
-            array, factor = detection_copy(images[sha], max_side)
-            arrays.append(array)
-            factors.append(factor)
-            owners.append(sha)
-        if arrays:
-            found = detector.detect(arrays)
-            new = []
-            for sha, faces, factor in zip(owners, found, factors, strict=True):
-                if isinstance(faces, DetectionFailure):
-                    failed[sha] = (DETECTOR_ERROR, faces.reason)
-                    continue
-                new.append({"sha256": sha, "key": key, "width": images[sha].width,
-                            "height": images[sha].height,
-                            "faces": [f.scaled(factor).to_dict() for f in faces]})
-            cache.add(new)
-            stats["detected"] += len(arrays)
-        for i in part:
-            record = base(i)
-            records[i] = record
-            if i in read_errors:
-                record.update(status=UNREADABLE, reason=read_errors[i])
-                continue
-            sha = shas[i]
-            record["sha256"] = sha
-            if sha in failed:
-                record.update(status=failed[sha][0], reason=failed[sha][1])
-                continue
-            record.update(_decide(rows, i, cache.get(sha, key), settings, has_md5_ok))
-            if record["status"] != OK:
-                continue
-            face = Face.from_dict(json.loads(record.pop("_face")))
-            name = _crop_name(sha, int(record["face_index"]), settings, face)
-            target = out / name
-            if not target.exists():
-                try:
-                    if sha not in images:
-                        images[sha] = load_photo(data[sha])
-                    _save_jpeg(align_crop(images[sha], face, crop_size, margin), target,
-                               jpeg_quality)
-                except (UnreadablePhoto, OSError, ValueError) as error:
-                    record.update(status=UNREADABLE, reason=f"cannot crop: {error}")
-                    continue
-            record["path"] = name
+            records[i] = _record(run, chunk, i)
         bar.update(len(part))
     bar.close()
-
-    df = pd.DataFrame.from_records(records)
-    df = df.drop(columns=[c for c in ("_face",) if c in df.columns])
-    for column in FACE_COLUMNS:
-        if column not in df.columns:
-            df[column] = pd.NA
-    ordered = list(FACE_COLUMNS) + [c for c in df.columns if c not in FACE_COLUMNS]
-    df = df[ordered]
-    for column in ("path", "photo_path", "sha256", "reason", "box", "landmarks",
-                   "detections"):
-        df[column] = df[column].fillna("").astype(str)
-    for column in ("photo_width", "photo_height", "n_faces", "n_confident", "face_index"):
-        df[column] = pd.to_numeric(df[column], errors="coerce").astype("Int64")
-    df["recovered"] = df["recovered"].astype("boolean")
+    df = _manifest(records)
     write_manifest(df, out)
-    df.attrs["faces"] = {"detected": stats["detected"], "cached": stats["cached"],
-                         "detector": key}
+    write_face_settings(out, settings, detector, max_side)
+    df.attrs["faces"] = {"detected": run.stats["detected"], "cached": run.stats["cached"],
+                         "detector": run.key}
     if verbose:
         print(summary(df))
     return df

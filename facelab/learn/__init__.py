@@ -1,7 +1,8 @@
 """Stage 7, model and training.
 
 ``model`` (the CNN), ``training`` (a run that survives interruption), ``fitting``
-(:func:`fit`: split, balance, train, score the test split once); ``plots`` and ``cli``
+(:func:`fit`: split, balance, train, score the test split once), ``pairs`` (the remedy for
+swallowed classes: refine on look-alike pairs drawn together); ``plots`` and ``cli``
 beside them.
 """
 
@@ -38,6 +39,31 @@ __getattr__, __all__ = lazy_exports(
             "lr_schedule",
             "compile_model",
         ),
+        "openset": (
+            "OPENSET_NAME",
+            "CURVE_NAME",
+            "SCORES_NAME",
+            "CENTROIDS_NAME",
+            "RECOGNIZER_NAME",
+            "SCORE_DEFINITION",
+            "holdout_count",
+            "hold_out_identities",
+            "split_off_strangers",
+            "threshold_for_far",
+            "rates",
+            "openset_curve",
+            "operating_points",
+            "stranger_summary",
+            "leave_one_out_far",
+            "two_headed",
+            "probs_and_embeddings",
+            "unit",
+            "class_centroids",
+            "open_scores",
+            "calibrate",
+            "write_recognizer_info",
+        ),
+        "pairs": ("pairs_to_refine", "pair_aware_dataset", "refine"),
         "plots": ("plot_history", "save_fit_figures"),
     },
 )

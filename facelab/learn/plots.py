@@ -53,23 +53,33 @@ def save_fit_figures(out: Path, run: TrainResult, preds: pd.DataFrame, names: Se
         preds: Predictions on the scored split (:func:`~facelab.analysis.predict_split`).
         names: Class names, index = label.
         split: Name of the scored split (used in the titles).
-        threshold: The dominant-class alarm's threshold (drawn on the shares plot).
+        threshold: The dominant-class alarm's threshold (the shares and recall plots mark
+            dominant and swallowed classes).
 
     Returns:
         File name -> path of each figure written.
     """
     import matplotlib.pyplot as plt
 
-    from facelab.analysis.plots import plot_confusion, plot_misclassified, plot_shares
+    from facelab.analysis.bias import bias_verdict
+    from facelab.analysis.plots import (
+        plot_confusion,
+        plot_misclassified,
+        plot_recall,
+        plot_shares,
+    )
 
     resumed = [r["started_at_epoch"] for r in run.runs[1:]]
     true, pred = preds["true"], preds["pred"]
+    verdict = bias_verdict(true, pred, names, threshold)
     made = {"learning_curves.png": plot_history(run.history, resumed_at=resumed),
             "confusion.png": plot_confusion(true, pred, names, title=f"{split}: row-normalised"),
             "confusion_counts.png": plot_confusion(true, pred, names, normalize=False,
                                                    title=f"{split}: counts"),
-            "shares.png": plot_shares(true, pred, names, threshold=threshold,
+            "shares.png": plot_shares(true, pred, names, threshold=threshold, verdict=verdict,
                                       title=f"{split}: predicted vs true share"),
+            "recall.png": plot_recall(true, pred, names, threshold=threshold, verdict=verdict,
+                                      title=f"{split}: recall per class (worst first)"),
             "misclassified.png": plot_misclassified(preds)}
     figures = {}
     for name, figure in made.items():
