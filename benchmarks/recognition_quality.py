@@ -1,6 +1,7 @@
 """Recognition quality: facelab's default recipe vs eigenfaces + SVM on PubFig83 (40 people).
 
-Usage (from the repository root; scikit-learn is already in requirements.txt):
+Usage (from the repository root; the baseline needs scikit-learn, which facelab itself does
+not use: ``.venv/bin/pip install scikit-learn==1.9.1``, or ``pip install .[bench]``):
 
     .venv/bin/python benchmarks/recognition_quality.py [--data ../shared/data/pubfig83-dev]
         [--epochs 30] [--out /tmp/facelab-recognition-bench] [--skip-baseline]

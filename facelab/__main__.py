@@ -1,6 +1,6 @@
 """``python -m facelab`` is the same as the ``facelab`` command."""
 
-from facelab.cli import main
+from facelab.cli import entry
 
 if __name__ == "__main__":   # run, not imported
-    raise SystemExit(main())
+    entry()

@@ -19,7 +19,7 @@ from pathlib import Path
 MIN_PYTHON = (3, 11)
 # distribution names whose installed version must match requirements.txt
 CORE_PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "matplotlib", "pillow", "mtcnn",
-                 "requests", "google-cloud-vision", "papermill", "tqdm", "scikit-learn")
+                 "requests", "google-cloud-vision", "papermill", "tqdm")
 
 
 @dataclass

@@ -15,6 +15,18 @@ def test_import_facelab_does_not_import_tensorflow():
     assert out.stdout.strip() == "False", "importing facelab modules pulled in TensorFlow"
 
 
+def test_console_entry_keeps_the_status_and_the_output_after_tensorflow(tmp_path):
+    # once TensorFlow is loaded, entry() leaves with os._exit: streams must still be flushed
+    code = ("import sys, tensorflow; from facelab.cli import entry; sys.argv = ['facelab', "
+            "'export', sys.argv[1], '--format', 'tflite']; print('before', end=''); entry()")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "no-model")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and out.stdout == "before"
+    assert "facelab export: error:" in out.stderr and "no-model" in out.stderr
+    plain = subprocess.run([sys.executable, "-m", "facelab"], capture_output=True, text=True)
+    assert plain.returncode == 2 and "COMMAND" in plain.stdout       # no TensorFlow: sys.exit
+
+
 def test_help_lists_every_command(capsys):
     assert cli.main([]) == 2
     text = capsys.readouterr().out

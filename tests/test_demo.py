@@ -71,6 +71,11 @@ def test_identities_csv(small_demo: Path) -> None:
         traits = json.loads(row.traits)
         assert {"skin", "hair_colour", "hair_style", "eye_spacing", "glasses"} <= set(traits)
     assert (ident["lookalike_of"] != "").sum() >= 1
+    doubles = demo.lookalike_people(small_demo)     # both sides of every look-alike pair
+    pairs = ident[ident["lookalike_of"] != ""]
+    models = ident.set_index("identity").loc[pairs["lookalike_of"], "person"]
+    assert set(doubles) == set(pairs["person"]) | set(models)
+    assert demo.lookalike_people(small_demo / "photos") == []     # not a demo folder
 
 
 def test_portraits_and_grid(small_demo: Path) -> None:

@@ -42,9 +42,13 @@ def test_fit_cli_writes_everything_and_resumes(tmp_path: Path) -> None:
 
     crops = _crops(tmp_path / "crops")
     out = tmp_path / "out"
+    first = sorted(p.name for p in crops.iterdir())[0]
     status = main(["fit", str(crops), "--out", str(out), "--epochs", "2",
-                   "--image-size", "32", "--batch-size", "16", "--threshold", "50"])
+                   "--image-size", "32", "--batch-size", "16", "--threshold", "50",
+                   "--head", "cosine", "--keep-known", first])
     assert status == 0
+    openset = json.loads((out / "openset.json").read_text())
+    assert openset["never_held_out"] == [first]
     for name in ("model.keras", "labels.json", "manifest.csv", "metrics.json",
                  "history.csv", "per_class.csv", "predictions.csv", *FIGURES):
         assert (out / name).is_file(), name
@@ -59,6 +63,7 @@ def test_fit_cli_writes_everything_and_resumes(tmp_path: Path) -> None:
                 "predicted_share", "alarm", "device", "recipe"):
         assert key in metrics
     assert len(metrics["per_class_recall"]) == PEOPLE
+    assert metrics["recipe"]["head"] == "cosine" and metrics["recipe"]["margin"] == 0.35
     assert sum(metrics["predicted_share"].values()) == pytest.approx(1.0)
     assert not metrics["alarm"]["fired"]
 

@@ -67,3 +67,39 @@ def test_backbone_offline_path_and_errors() -> None:
         build_model(1, 64)
     with pytest.raises(ValueError, match="too small"):
         build_model(3, 16)
+
+
+def test_cosine_head_loss_is_cosface_and_softmax_head_is_kept(tmp_path) -> None:
+    import keras
+
+    from facelab.learn.heads import add_head, margin_loss_class
+    from facelab.learn.model import build_cnn, compile_model, load_model
+
+    # the loss from probabilities equals CosFace computed from the cosines directly
+    rng = np.random.default_rng(1)
+    cos = rng.uniform(-0.5, 0.5, (6, 4)).astype("float32")
+    scale, margin = 30.0, 0.35
+    y = np.eye(4, dtype="float32")[[0, 1, 2, 3, 0, 1]]
+    logits = scale * (cos - margin * y)
+    expected = -np.log((np.exp(logits - logits.max(1, keepdims=True))
+                        / np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)
+                        * y).sum(1))
+    probs = np.exp(scale * cos) / np.exp(scale * cos).sum(1, keepdims=True)
+    loss = margin_loss_class()(scale=scale, margin=margin, reduction=None)
+    assert np.allclose(np.asarray(loss(y, probs)), expected, rtol=1e-4, atol=1e-4)
+
+    model = build_cnn(4, 32, widths=(8,), blocks=(1,), head="cosine")
+    assert model.get_layer("embedding").output.shape[-1] == 128
+    assert model.get_layer("softmax").input.shape[-1] == 128     # the embedding feeds it
+    compile_model(model, total_steps=2)
+    assert type(model.loss).__name__ == "CosineMarginLoss"
+    x = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    model.fit(x, np.eye(4)[np.arange(8) % 4], batch_size=4, epochs=1, verbose=0)
+    model.save(tmp_path / "c.keras")
+    assert np.allclose(load_model(tmp_path / "c.keras").predict(x, verbose=0),
+                       model.predict(x, verbose=0), atol=1e-5)
+
+    plain = compile_model(build_cnn(4, 32, widths=(8,), blocks=(1,)), 2)     # the default
+    assert isinstance(plain.loss, keras.losses.CategoricalCrossentropy)
+    with pytest.raises(ValueError, match="unknown head"):
+        add_head(keras.Input((8,)), 4, head="arcface")

@@ -128,3 +128,15 @@ def test_face_settings_travel_from_the_face_stage_to_the_model(tmp_path) -> None
     assert openset.find_face_settings(crops_only) is None
     assert openset.write_recognizer_info(crops_only, tmp_path / "m2", 32, True)[
         "face_settings"] is None
+
+
+def test_hold_out_identities_never_takes_kept_people() -> None:
+    df = pd.DataFrame({"person": [f"p{i:02d}" for i in range(20) for _ in range(3)]})
+    keep = [f"p{i:02d}" for i in range(10)]
+    _, held = openset.hold_out_identities(df, 0.1, seed=0, keep=keep)
+    assert held["person"].nunique() == 2 and not set(held["person"]) & set(keep)
+    assert openset.hold_out_identities(df, 0.1, seed=0, keep=())[1]["person"].nunique() == 2
+    with pytest.raises(ValueError, match="keep fewer"):
+        openset.hold_out_identities(df, 0.1, seed=0, keep=[f"p{i:02d}" for i in range(19)])
+    with pytest.raises(ValueError, match="without faces here.*'p99'"):
+        openset.hold_out_identities(df, 0.1, seed=0, keep=["p00", "p99"])

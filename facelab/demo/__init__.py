@@ -16,6 +16,7 @@ __getattr__, __all__ = lazy_exports(
             "generate",
             "read_photos",
             "read_identities",
+            "lookalike_people",
             "face_crop",
             "identity_faces",
             "portraits",

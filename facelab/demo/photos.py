@@ -172,6 +172,22 @@ def read_identities(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, dtype=str)
 
 
+def lookalike_people(out_dir: str | os.PathLike[str]) -> list[str]:
+    """The people of a generated collection who have a deliberate look-alike (both sides).
+
+    A look-alike differs from its model by a few percent of face geometry, so one of them
+    as a stranger is the other's double: :func:`facelab.learn.fit` keeps them known
+    (``keep_known``).  An empty list when ``out_dir`` has no ``identities.csv`` (not the
+    demo).
+    """
+    if not (Path(out_dir) / IDENTITIES_CSV).is_file():
+        return []
+    table = read_identities(out_dir)
+    pairs = table[table["lookalike_of"] != ""]
+    models = table[table["identity"].isin(pairs["lookalike_of"])]
+    return sorted(set(pairs["person"]) | set(models["person"]))
+
+
 def face_crop(image_path: str | os.PathLike[str], rect: str, size: int = 96,
               margin: float = 0.25) -> Image.Image:
     """Crop the labelled face of a photo (rect widened by ``margin``) to a square image.

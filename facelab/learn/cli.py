@@ -46,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "threshold (default 0.1; 0: none)")
     parser.add_argument("--far", type=float, default=0.01, metavar="F",
                         help="false-accept rate of strangers to calibrate for (default 0.01)")
+    parser.add_argument("--keep-known", nargs="+", default=[], metavar="NAME",
+                        help="people never held out, e.g. those with a double (twin, "
+                        "look-alike) among the others: a stranger who is a known person's "
+                        "double scores like that person")
+    parser.add_argument("--head", choices=["cosine", "softmax"], default=None,
+                        help="classifier head: softmax (default) or cosine (an embedding "
+                        "trained with a margin, CosFace; facelab.learn.heads)")
     parser.add_argument("--naive", action="store_true", help="the blog post's pipeline "
                         "(imbalanced, class-ordered, no augmentation), for comparison")
     parser.add_argument("--retrain", action="store_true",
@@ -65,11 +72,12 @@ def run_cli(args: argparse.Namespace) -> int:
                      batch_size=args.batch_size, peak_lr=args.lr,
                      balance="none" if args.naive else args.balance,
                      augment=False if args.naive else not args.no_augment, arch=args.arch,
-                     weights=args.weights, patience=args.patience, seed=args.seed)
+                     weights=args.weights, patience=args.patience, seed=args.seed,
+                     head=args.head or base.head)
     start = time.perf_counter()
     result = fit(args.source, args.out, recipe, fractions=args.split,
                  split_seed=args.split_seed, threshold=args.threshold, retrain=args.retrain,
-                 holdout=args.holdout, target_far=args.far)
+                 holdout=args.holdout, target_far=args.far, keep_known=args.keep_known)
     m = result.metrics
     print(f"{m['split']} split (scored once): accuracy {m['accuracy']:.3f}, balanced "
           f"accuracy {m['balanced_accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, lowest "

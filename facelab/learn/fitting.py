@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,11 @@ class Recipe:
         peak_lr: Peak AdamW learning rate (linear warm-up, cosine decay).
         warmup_epochs: Warm-up length.
         weight_decay: AdamW weight decay.
-        label_smoothing: Cross-entropy label smoothing.
-        dropout: Dropout before the softmax layer.
+        label_smoothing: Cross-entropy label smoothing (softmax head only).
+        dropout: Dropout before the head.
+        head: ``softmax`` (a dense softmax layer) or ``cosine`` (an embedding and a cosine
+            softmax trained with a margin); see :mod:`facelab.learn.heads`.
+        margin: The cosine head's margin.
         widths: CNN stage widths.
         blocks: Conv layers per stage.
         arch: ``cnn`` or a ``facelab.learn.model.BACKBONES`` name.
@@ -75,6 +79,8 @@ class Recipe:
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     dropout: float = 0.3
+    head: str = "softmax"
+    margin: float = 0.35
     widths: tuple[int, ...] = (32, 64, 128, 256)
     blocks: tuple[int, ...] = (1, 2, 2, 1)
     arch: str = "cnn"
@@ -87,11 +93,11 @@ class Recipe:
     def naive(cls, **overrides: Any) -> Recipe:
         """Return the blog post's pipeline.
 
-        Imbalanced, class-ordered, no augmentation, plain cross-entropy, no test-time flip;
-        ``overrides`` replace fields.
+        Imbalanced, class-ordered, no augmentation, a plain softmax with plain
+        cross-entropy, no test-time flip; ``overrides`` replace fields.
         """
         base = cls(balance="none", shuffle=False, augment=False, label_smoothing=0.0,
-                   flip_average=False)
+                   head="softmax", flip_average=False)
         return replace(base, **overrides)
 
 
@@ -142,7 +148,8 @@ def fit(source: str | Path | pd.DataFrame, out_dir: str | Path, recipe: Recipe |
         *, fractions: Any = (0.7, 0.15, 0.15), split_seed: int = 0,
         threshold: float = 1.5, interrupt_after_batches: int | None = None,
         verbose: int | str = 2, retrain: bool = False, holdout: float = 0.1,
-        target_far: float = 0.01, **overrides: Any) -> FitResult:
+        target_far: float = 0.01, keep_known: Sequence[str] = (), **overrides: Any
+        ) -> FitResult:
     """Run the whole recipe and write model, labels, manifest, metrics and figures.
 
     Args:
@@ -161,6 +168,10 @@ def fit(source: str | Path | pd.DataFrame, out_dir: str | Path, recipe: Recipe |
         holdout: Share of identities never trained on: the strangers that calibrate the
             open-set threshold (:mod:`facelab.learn.openset`; 0 = none).
         target_far: The strangers' false-accept rate the threshold is calibrated for.
+        keep_known: People never held out: those with a double among the others (the
+            demo's look-alikes, twins): a stranger who is a known person's double scores
+            like that person, so no threshold rejects one and keeps the other
+            (``docs/recognize.md``).
         **overrides: :class:`Recipe` fields to replace.
 
     Returns:
@@ -174,7 +185,8 @@ def fit(source: str | Path | pd.DataFrame, out_dir: str | Path, recipe: Recipe |
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df, label_map = prepare(source, fractions=fractions, split_seed=split_seed)
-    df, label_map, strangers = openset.split_off_strangers(df, label_map, holdout, split_seed)
+    df, label_map, strangers = openset.split_off_strangers(df, label_map, holdout, split_seed,
+                                                           keep_known)
     splits = set(df["split"])
     if "train" not in splits or "val" not in splits:
         raise ValueError(f"the split has {sorted(splits)}; fit needs train and val "
@@ -195,7 +207,7 @@ def fit(source: str | Path | pd.DataFrame, out_dir: str | Path, recipe: Recipe |
     _write_scores(out, metrics, preds, label_map.names)
     openset.calibrate(run.model, df, strangers, label_map, out,
                       image_size=recipe.image_size, flip_average=recipe.flip_average,
-                      target_far=target_far, test_split=eval_split)
+                      target_far=target_far, test_split=eval_split, kept_known=keep_known)
     openset.write_recognizer_info(source, out, recipe.image_size, recipe.flip_average)
     figures = save_fit_figures(out, run, preds, list(label_map.names), eval_split, threshold)
     return FitResult(run.model, label_map, df, metrics, preds, run, out, figures)
@@ -253,7 +265,7 @@ def _model_factory(recipe: Recipe, num_classes: int, steps: int) -> Any:
             from facelab.data.augment import fused_augmentation
 
             augmentation = fused_augmentation(seed=recipe.seed)
-        extra: dict[str, Any] = {"dropout": recipe.dropout}
+        extra: dict[str, Any] = {"dropout": recipe.dropout, "head": recipe.head}
         if recipe.arch == "cnn":
             extra.update(widths=recipe.widths, blocks=recipe.blocks, seed=recipe.seed)
         net = model_lib.build_model(num_classes, recipe.image_size, arch=recipe.arch,
@@ -261,7 +273,8 @@ def _model_factory(recipe: Recipe, num_classes: int, steps: int) -> Any:
         return model_lib.compile_model(net, recipe.epochs * steps, peak_lr=recipe.peak_lr,
                                        warmup_steps=recipe.warmup_epochs * steps,
                                        weight_decay=recipe.weight_decay,
-                                       label_smoothing=recipe.label_smoothing)
+                                       label_smoothing=recipe.label_smoothing,
+                                       margin=recipe.margin)
 
     return make
 

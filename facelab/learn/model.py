@@ -10,13 +10,15 @@ trains from scratch on a CPU in minutes:
   ``facelab fit`` uses, or :func:`facelab.data.augment.make_augmentation`) as the first layer:
   active only in training, saved with the model (load with :func:`load_model`);
 * a stride-2 stem, then stages of 3x3 conv + BatchNorm + ReLU with max-pooling between
-  them, global average pooling, dropout and a softmax layer.  BatchNorm's moving
+  them, global average pooling, dropout and the head (:mod:`facelab.learn.heads`: a dense
+  softmax layer by default, or a cosine head trained with a margin).  BatchNorm's moving
   statistics use momentum 0.9 (Keras' 0.99 needs hundreds of steps to settle, more than
   a small data set gives in a few epochs).
 
 :func:`compile_model` sets the recipe's optimiser: AdamW with a linear warm-up then
 cosine decay (a ``LearningRateSchedule`` driven by the optimiser's step counter, so a
-resumed run continues the schedule), and label-smoothed cross-entropy.
+resumed run continues the schedule), and the head's loss (label-smoothed cross-entropy,
+or the cosine margin loss for a cosine head).
 
 Keras is imported inside the functions only.
 """
@@ -26,6 +28,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from facelab.learn.heads import add_head, cosine_layer_class, head_loss, margin_loss_class
 
 if TYPE_CHECKING:
     import keras
@@ -38,7 +42,8 @@ BACKBONES = ("MobileNetV2", "MobileNetV3Small", "EfficientNetB0", "ResNet50")
 def build_cnn(num_classes: int, image_size: int = 64, *,
               widths: Sequence[int] = DEFAULT_WIDTHS, blocks: Sequence[int] = DEFAULT_BLOCKS,
               stem_stride: int = 2, dropout: float = 0.3, augmentation: Any = None,
-              seed: int | None = 0, name: str = "facelab_cnn") -> keras.Model:
+              head: str = "softmax", seed: int | None = 0, name: str = "facelab_cnn"
+              ) -> keras.Model:
     """Build the from-scratch CNN (the default model).
 
     Args:
@@ -47,9 +52,10 @@ def build_cnn(num_classes: int, image_size: int = 64, *,
         widths: Filters of each stage (the first is also the stem's).
         blocks: Conv layers per stage (same length as ``widths``).
         stem_stride: Stride of the first conv (2 halves the resolution cheaply).
-        dropout: Dropout rate before the softmax layer.
+        dropout: Dropout rate before the head.
         augmentation: A Keras layer applied first (active only in training), e.g.
             :func:`facelab.data.augment.make_augmentation`; ``None`` for none.
+        head: ``"cosine"`` or ``"softmax"`` (see :func:`facelab.learn.heads.add_head`).
         seed: Seed of the weight initialisers and dropout.
         name: The model's name.
 
@@ -86,16 +92,14 @@ def build_cnn(num_classes: int, image_size: int = 64, *,
         if stage < len(widths) - 1:
             x = layers.MaxPooling2D(name=f"s{stage}_pool")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    x = layers.Dropout(dropout, seed=seed, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="softmax",
-                           kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(x)
+    outputs = add_head(x, num_classes, head=head, dropout=dropout, seed=seed)
     return keras.Model(inputs, outputs, name=name)
 
 
 def build_backbone_model(num_classes: int, image_size: int = 96, *,
                          backbone: str = "MobileNetV2", weights: str | None = None,
                          dropout: float = 0.3, augmentation: Any = None,
-                         trainable: bool = True) -> keras.Model:
+                         trainable: bool = True, head: str = "softmax") -> keras.Model:
     """Build a classifier on a ``keras.applications`` backbone.
 
     Args:
@@ -108,6 +112,7 @@ def build_backbone_model(num_classes: int, image_size: int = 96, *,
         augmentation: Optional Keras layer applied first (training only).
         trainable: Whether the backbone's weights are trained (set False to train only
             the head on top of frozen ImageNet features first).
+        head: ``"cosine"`` or ``"softmax"`` (see :func:`facelab.learn.heads.add_head`).
 
     Returns:
         An uncompiled model taking float32 [0, 255] RGB images (each backbone's own
@@ -140,8 +145,7 @@ def build_backbone_model(num_classes: int, image_size: int = 96, *,
                        input_shape=(image_size, image_size, 3), pooling="avg")
     base.trainable = trainable
     x = base(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="softmax")(x)
+    outputs = add_head(x, num_classes, head=head, dropout=dropout, seed=None)
     return keras.Model(inputs, outputs, name=f"facelab_{backbone.lower()}")
 
 
@@ -162,18 +166,21 @@ def build_model(num_classes: int, image_size: int = 64, *, arch: str = "cnn",
                                 augmentation=augmentation, **kwargs)
 
 
-def load_model(path: str | os.PathLike[str]) -> keras.Model:
-    """Load a saved ``.keras`` model, including facelab's fused augmentation layer.
+def load_model(path: str | os.PathLike[str], compile: bool = True) -> keras.Model:  # noqa: A002
+    """Load a saved ``.keras`` model, including facelab's own layers and loss.
 
     Args:
         path: A ``model.keras`` written by :mod:`facelab.learn.training` / ``facelab fit``.
+        compile: Restore the optimiser and loss too (``False``: inference only, faster).
     """
     import keras
 
     from facelab.data.augment import fused_layer_class
 
     fused_layer_class()     # registers facelab>FaceAugment for deserialisation
-    return keras.models.load_model(path)
+    cosine_layer_class()    # and facelab>CosineSoftmax, facelab>CosineMarginLoss
+    margin_loss_class()
+    return keras.models.load_model(path, compile=compile)
 
 
 def lr_schedule(total_steps: int, peak_lr: float = 3e-3, warmup_steps: int = 0,
@@ -203,16 +210,17 @@ def lr_schedule(total_steps: int, peak_lr: float = 3e-3, warmup_steps: int = 0,
 
 def compile_model(model: keras.Model, total_steps: int, *, peak_lr: float = 3e-3,
                   warmup_steps: int = 0, weight_decay: float = 5e-4,
-                  label_smoothing: float = 0.1) -> keras.Model:
+                  label_smoothing: float = 0.1, margin: float = 0.35) -> keras.Model:
     """Compile with the recipe: AdamW + warm-up/cosine schedule + label smoothing.
 
     Args:
-        model: A model with a softmax output.
+        model: A model whose last layer is named ``softmax`` (either head).
         total_steps: Optimiser steps of the whole run (for the schedule).
         peak_lr: Peak learning rate.
         warmup_steps: Linear warm-up steps.
         weight_decay: AdamW's decoupled weight decay.
-        label_smoothing: Cross-entropy label smoothing (0 = none).
+        label_smoothing: Cross-entropy label smoothing of a softmax head (0 = none).
+        margin: The cosine margin of a cosine head's loss.
 
     Returns:
         The same model, compiled with accuracy as metric.
@@ -221,8 +229,7 @@ def compile_model(model: keras.Model, total_steps: int, *, peak_lr: float = 3e-3
 
     optimizer = keras.optimizers.AdamW(lr_schedule(total_steps, peak_lr, warmup_steps),
                                        weight_decay=weight_decay)
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+    model.compile(optimizer=optimizer, loss=head_loss(model, margin, label_smoothing),
                   metrics=["accuracy"])
     return model
 

@@ -4,10 +4,15 @@ A softmax always names somebody, and its top probability is a poor
 judge of strangers (it is often as high for them as for known faces).  :func:`fit
 <facelab.learn.fitting.fit>` therefore holds a few identities out of training
 (:func:`hold_out_identities`, 10% by default) and, after training, calibrates a threshold on
-the **score**: the cosine similarity between the face's embedding (the CNN's penultimate
-layer, the input of its softmax layer, averaged with the mirrored face when the recipe's
-``flip_average`` is on) and the mean training embedding of the person the softmax names
-(:func:`class_centroids`, stored as ``centroids.npy``).
+the **score**: the cosine similarity between the face's embedding (the input of the model's
+``softmax`` layer: the pooled CNN features, or the cosine head's embedding,
+:mod:`facelab.learn.heads`; averaged with the mirrored face when the recipe's
+``flip_average`` is on) and the mean training embedding of the
+person the softmax names (:func:`class_centroids`, stored as ``centroids.npy``).
+
+People with a double among the others (twins, the demo's look-alikes) can be kept out of the
+draw (``keep``): a stranger who is a known person's double scores like that person, and no
+threshold then rejects the stranger without rejecting the known person too.
 
 * the threshold is the lowest value at which at most ``target_far`` (1% by default) of the
   held-out people's non-test faces would be accepted as somebody (the false-accept rate);
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +52,8 @@ SCORES_NAME = "openset_scores.csv"
 CENTROIDS_NAME = "centroids.npy"
 RECOGNIZER_NAME = "recognizer.json"
 MODEL_FORMAT = 1
-SCORE_DEFINITION = ("cosine similarity between the face's embedding (penultimate layer, "
-                    "averaged with the mirrored face when flip_average is on) and the mean "
+SCORE_DEFINITION = ("cosine similarity between the face's embedding (the softmax layer's "
+                    "input, averaged with the mirrored face when flip_average is on) and the mean "
                     "training embedding of the top-1 person; accepted when >= threshold")
 
 
@@ -64,22 +70,38 @@ def holdout_count(n_classes: int, fraction: float, min_classes: int = 5) -> int:
     return int(min(max(1, round(fraction * n_classes)), n_classes - 2))
 
 
-def hold_out_identities(df: pd.DataFrame, fraction: float = 0.1, seed: int = 0
-                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def hold_out_identities(df: pd.DataFrame, fraction: float = 0.1, seed: int = 0,
+                        keep: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Set a seeded random ``fraction`` of the people aside as strangers.
 
     Args:
         df: The faces (``person`` column, one row per face).
-        fraction: Share of identities held out (see :func:`holdout_count`).
+        fraction: Share of identities held out (see :func:`holdout_count`, which counts
+            all the people, ``keep`` included).
         seed: Seed of the choice (the same data and seed hold out the same people).
+        keep: People never held out, e.g. those with a double in the set (a stranger
+            who is a known person's double cannot be told apart; ``docs/recognize.md``).
 
     Returns:
         The known people's rows and the held-out people's rows (both index-reset).
+
+    Raises:
+        ValueError: When ``keep`` names somebody who has no face here, or leaves fewer
+            people to draw from than are needed.
     """
     names = sorted(df["person"].astype(str).unique())
     n = holdout_count(len(names), fraction)
+    kept = set(map(str, keep))
+    unknown = sorted(kept - set(names))
+    if unknown:
+        raise ValueError(f"keep names people without faces here: {unknown}; check the "
+                         "spelling against the person names of the faces")
+    pool = [name for name in names if name not in kept]
+    if n > len(pool):
+        raise ValueError(f"{n} people must be held out but only {len(pool)} are not in "
+                         "keep: keep fewer people known, or lower the holdout fraction")
     rng = np.random.default_rng(seed + 7919)
-    held = {names[i] for i in rng.permutation(len(names))[:n]}
+    held = {pool[i] for i in rng.permutation(len(pool))[:n]}
     mask = df["person"].astype(str).isin(held)
     return df[~mask].reset_index(drop=True), df[mask].reset_index(drop=True)
 
@@ -270,7 +292,8 @@ def _scored(heads: Any, rows: pd.DataFrame, label_map: Any, centroids: np.ndarra
 
 def calibrate(model: Any, faces: pd.DataFrame, strangers: pd.DataFrame, label_map: Any,
               out_dir: str | Path, *, image_size: int, flip_average: bool,
-              target_far: float = 0.01, test_split: str = "test") -> dict[str, Any]:
+              target_far: float = 0.01, test_split: str = "test",
+              kept_known: Sequence[str] = ()) -> dict[str, Any]:
     """Store the class centroids, calibrate the unknown threshold, score the test split once.
 
     Args:
@@ -285,6 +308,7 @@ def calibrate(model: Any, faces: pd.DataFrame, strangers: pd.DataFrame, label_ma
         flip_average: Test-time flip averaging (as the recipe).
         target_far: The false-accept rate to calibrate for.
         test_split: The split scored for the report (``val`` when there is no test split).
+        kept_known: The people who were never eligible to be held out (recorded).
 
     Returns:
         What ``openset.json`` holds.
@@ -313,6 +337,7 @@ def calibrate(model: Any, faces: pd.DataFrame, strangers: pd.DataFrame, label_ma
     info = _calibration_info(table, target_far, test_split)
     info["held_out_identities"] = sorted(strangers["person"].astype(str).unique()) \
         if len(strangers) else []
+    info["never_held_out"] = sorted(map(str, kept_known))
     table["path"] = relative_to(table["path"].astype(str).tolist(), out)
     atomic_write_bytes(out / SCORES_NAME, table.to_csv(index=False).encode("utf-8"))
     val = table[table["set"] == "known_val"]
@@ -406,7 +431,8 @@ def write_recognizer_info(source: Any, out_dir: str | Path, image_size: int,
 
 
 def split_off_strangers(df: pd.DataFrame, label_map: Any, fraction: float = 0.1,
-                        seed: int = 0) -> tuple[pd.DataFrame, Any, pd.DataFrame]:
+                        seed: int = 0, keep: Sequence[str] = ()
+                        ) -> tuple[pd.DataFrame, Any, pd.DataFrame]:
     """Hold identities out (see :func:`hold_out_identities`) and relabel the rest 0..K'-1.
 
     Returns:
@@ -415,7 +441,7 @@ def split_off_strangers(df: pd.DataFrame, label_map: Any, fraction: float = 0.1,
     """
     from facelab.data.labels import LabelMap, add_labels
 
-    known, strangers = hold_out_identities(df, fraction, seed)
+    known, strangers = hold_out_identities(df, fraction, seed, keep)
     if strangers.empty:
         return df, label_map, strangers
     known, label_map = add_labels(known, LabelMap.from_manifest(known))

@@ -95,7 +95,7 @@ def export_model(model_dir: str | os.PathLike[str], out: str | os.PathLike[str] 
     folder = read_model_folder(model_dir)
     target = Path(out) if out is not None else folder.path / f"export-{fmt}"
     target.mkdir(parents=True, exist_ok=True)
-    model = load_model(folder.model_path)
+    model = load_model(folder.model_path, compile=False)
     if fmt == "savedmodel":
         file = _save_savedmodel(model, folder.centroids, folder.image_size,
                                 target / SAVEDMODEL_DIR)

@@ -80,7 +80,7 @@ class Recognizer:
                           stacklevel=2)
         from facelab.learn.openset import two_headed
 
-        self.model = load_model(self.folder.model_path)
+        self.model = load_model(self.folder.model_path, compile=False)
         self.heads = two_headed(self.model)
         self.names = self.folder.names
 
