@@ -58,11 +58,11 @@ def run_facelab(pubfig: Path, out: Path, threads: int, timeout: float,
 
 
 def print_medians(sizes: list[int], tools: list[str], webs: dict, rates: dict, seconds: dict,
-                  timeout: int) -> None:
+                  timeout: int, threads: int) -> None:
     """Per size: median images/s and seconds per tool, the ratios, and wall time vs floor."""
     for n in sizes:
         floor = webs[n].floor(2, connect_timeout=timeout, timeout=timeout, breaker=3,
-                              attempts=1, workers=16)
+                              attempts=1, workers=threads)
         parts = [f"{tool} {statistics.median(rates[(tool, n)]):.1f}/s "
                  f"({statistics.median(seconds[(tool, n)]):.1f} s)" for tool in tools]
         line = f"{n:>6,} URLs, medians: " + "; ".join(parts)
@@ -74,7 +74,7 @@ def print_medians(sizes: list[int], tools: list[str], webs: dict, rates: dict, s
             wall = statistics.median(seconds[("facelab", n)])
             line += (f"; facelab wall / floor: {wall / floor['floor']:.2f}x (floor "
                      f"{floor['floor']:.1f} s = max of busiest host / cap {floor['live']:.1f} s, "
-                     f"all round trips / 16 workers {floor['workers']:.1f} s, dead-host "
+                     f"all round trips / {threads} workers {floor['workers']:.1f} s, dead-host "
                      f"probe {floor['dead']:.1f} s; target <= 1.5x), wall / busiest-host floor "
                      f"{wall / floor['live']:.2f}x")
         print(line)
@@ -159,7 +159,7 @@ def main() -> int:
                     print(f"round {run + 1} {n:>6,} URLs {tool:<18} {ok:>6,} ok in {took:7.2f} s:"
                           f" {ok / took:6.1f} images/s{note}", flush=True)
         print()
-        print_medians(sizes, tools, webs, rates, seconds, args.timeout)
+        print_medians(sizes, tools, webs, rates, seconds, args.timeout, args.threads)
     finally:
         for web in webs.values():
             web.stop()

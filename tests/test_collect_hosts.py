@@ -8,11 +8,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import signal
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -364,13 +368,100 @@ def test_cli_has_shard_and_merge(capsys: pytest.CaptureFixture[str]) -> None:
         assert option in capsys.readouterr().out
 
 
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One local Ray instance for this module's Ray tests (starting one takes seconds)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install ray==2.60.0): "
+                              "the sharded Ray path is not tested here")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
 @pytest.mark.parametrize("served", [SHARD_WEB], indirect=True)
-def test_run_on_ray_equals_a_single_run(served: HostWeb, tmp_path: Path) -> None:
-    pytest.importorskip("ray", reason="Ray is not installed (pip install ray==2.60.0): the "
-                        "sharded Ray path is not tested here")
+def test_run_on_ray_equals_a_single_run(served: HostWeb, tmp_path: Path, local_ray: None) -> None:
     source = served.write_list(tmp_path / "list.txt")
     single = C.collect(source, tmp_path / "single", **QUICK)
-    merged = C.run_on_ray(source, tmp_path / "ray", shards=3, ray_init={"num_cpus": 2},
-                          **QUICK)
+    merged = C.run_on_ray(source, tmp_path / "ray", shards=3, **QUICK)
     pd.testing.assert_frame_equal(merged, single)
     assert sorted(p.name for p in (tmp_path / "ray" / "shards").iterdir()) == ["1", "2", "3"]
+
+
+# 40 URLs on 8 answering hosts, slow enough (100 ms a round trip, one URL per host at once,
+# 2 downloads) that a shard takes a second or more: long enough to be killed mid-way
+SLOW_WEB = ({f"s{i}.example": 5 for i in range(8)}, {f"s{i}.example": "ok" for i in range(8)})
+
+
+def _holder_of(path: Path) -> int | None:
+    """The process (not this one) that has ``path`` open (Linux ``/proc``), if any."""
+    target = str(path)
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        pid = int(fd_dir.parent.name)
+        if pid == os.getpid():
+            continue
+        try:
+            if any(os.readlink(fd) == target for fd in fd_dir.iterdir()):
+                return pid
+        except OSError:        # gone, or not ours to look at
+            continue
+    return None
+
+
+def _kill_when_journalled(journal_path: Path, lines: int, killed: dict, stop: threading.Event,
+                          ) -> None:
+    """SIGKILL the process writing a journal once it holds ``lines`` lines; note what it held."""
+    while not stop.is_set():
+        if journal_path.exists() and journal_path.read_text().count("\n") >= lines:
+            pid = _holder_of(journal_path)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                while _holder_of(journal_path) == pid:     # dead: its files are closed
+                    time.sleep(0.01)
+                killed["pid"] = pid
+                killed["journal"] = C.read_journal(journal_path)   # a torn line: skipped
+                return
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the Ray worker to kill "
+                    "through /proc (Linux only)")
+@pytest.mark.parametrize("served", [SLOW_WEB], indirect=True)
+def test_a_ray_worker_killed_mid_shard_is_resumed(served: HostWeb, tmp_path: Path,
+                                                 local_ray: None) -> None:
+    """The Ray worker collecting the largest shard is SIGKILLed after a few photos: Ray's
+    retry resumes that shard from its journal; the merged manifest equals a single run's,
+    and no URL the killed worker had finished is downloaded again."""
+    for host in served.hosts:
+        host.rtt = 0.1
+    source = served.write_list(tmp_path / "list.txt")
+    options = {**QUICK, "workers": 2, "per_host": 1}
+    single = C.collect(source, tmp_path / "single", **options)
+    urls = single["url"].tolist()
+    sizes = Counter(C.shard_of_host(host_of(url), 2) for url in urls)
+    biggest, size = sizes.most_common(1)[0]
+    before = Counter(served.hits)
+    shard_journal = tmp_path / "ray" / "shards" / str(biggest) / "journal.jsonl"
+    killed: dict = {}
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_when_journalled,
+                              args=(shard_journal, 3, killed, stop), daemon=True)
+    killer.start()
+    try:
+        merged = C.run_on_ray(source, tmp_path / "ray", shards=2, **options)
+    finally:
+        stop.set()
+        killer.join(5)
+    assert killed, "the shard finished before it could be killed"
+    finished = {key[4:] for key in killed["journal"]}
+    assert 3 <= len(finished) < size                       # killed mid-shard
+    pd.testing.assert_frame_equal(merged, single)          # resumed: nothing lost
+    fetched = Counter(served.hits) - before
+    again = [url for url in finished if fetched[_hit_key(url)] != 1]
+    assert not again, f"downloaded again after the kill: {again}"
+    assert all(fetched[_hit_key(url)] >= 1 for url in urls)
+
+
+def _hit_key(url: str) -> str:
+    """:attr:`HostWeb.hits` key of a URL (``address + path``)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}{parts.path}" + (f"?{parts.query}" if parts.query else "")

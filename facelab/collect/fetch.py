@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,11 @@ class CollectSettings:
     breaker: int = 3
     max_retry_after: float = 60.0
     probe: bool = True
+
+    @property
+    def cap_can_bind(self) -> bool:
+        """Whether the per-host cap can hold a host back while workers are free."""
+        return 0 < self.per_host < self.workers
 
     @property
     def total_deadline(self) -> float:
@@ -189,6 +195,17 @@ def _decode(image) -> None:
     image.load()
 
 
+# ``verify`` methods that check nothing a decode does not (Pillow's defaults); a plugin
+# with its own (PNG: chunk CRCs) is verified before the decode
+_PLAIN_VERIFY: list[Any] = []
+
+
+def _plain_verify() -> None:
+    from PIL import Image, ImageFile
+
+    _PLAIN_VERIFY.extend([Image.Image.verify, ImageFile.ImageFile.verify])
+
+
 def inspect_image(data: bytes, max_pixels: int = 50_000_000) -> tuple[str, str, dict[str, Any]]:
     """Decode bytes with Pillow and say whether they are a usable photo.
 
@@ -207,6 +224,8 @@ def inspect_image(data: bytes, max_pixels: int = 50_000_000) -> tuple[str, str, 
     """
     from PIL import Image, UnidentifiedImageError
 
+    if not _PLAIN_VERIFY:
+        _plain_verify()
     if not data:
         return NOT_IMAGE, "empty response body", {}
     fmt = ""
@@ -219,7 +238,7 @@ def inspect_image(data: bytes, max_pixels: int = 50_000_000) -> tuple[str, str, 
                                    f"{width * height:,} pixels > {max_pixels:,}"), {}
             if fmt not in FORMAT_EXTENSIONS:
                 return NOT_IMAGE, f"{fmt} is not a photo format facelab keeps", {}
-            if type(image).verify is not Image.Image.verify:
+            if type(image).verify not in _PLAIN_VERIFY:
                 # the format checks more than a decode does (PNG: chunk CRCs); verify()
                 # leaves the image unusable, so decode from a fresh open below
                 image.verify()
@@ -299,19 +318,14 @@ def _deadline_retry_class():
     return DeadlineRetry
 
 
-def make_session(settings: CollectSettings):
-    """Make a ``requests.Session`` with urllib3 ``Retry`` (backoff on 5xx, connection errors).
+def _make_adapter(settings: CollectSettings):
+    """The HTTP adapter (connection pools, urllib3 ``Retry``) of a process's sessions.
 
-    429 and 503 are not retried here: they come back to the host scheduler, which honours
-    their ``Retry-After`` without holding a thread (:mod:`facelab.collect.hosts`).
-
-    Args:
-        settings: Retries, backoff, redirect limit and user agent.
-
-    Returns:
-        The session (one per worker thread: sessions are not shared between threads).
+    One adapter is shared by every thread of a run in a process (urllib3's pools are
+    thread-safe), so a host's kept-alive connection serves whichever thread gets its next
+    URL: on a web of slow hosts that saves a connection's round trip on most URLs.  It keeps
+    pools for ``2 x workers`` hosts, each up to the per-host cap of connections.
     """
-    import requests
     from requests.adapters import HTTPAdapter
 
     retry = _deadline_retry_class()(
@@ -320,6 +334,28 @@ def make_session(settings: CollectSettings):
         backoff_factor=settings.backoff, backoff_max=max(settings.backoff * 8, 1.0),
         status_forcelist=_IN_THREAD_RETRY, allowed_methods=frozenset({"GET", "HEAD"}),
         raise_on_status=False, respect_retry_after_header=False)
+    per_host = min(settings.per_host or settings.workers, settings.workers)
+    return HTTPAdapter(max_retries=retry, pool_connections=max(8, 2 * settings.workers),
+                       pool_maxsize=max(2, per_host))
+
+
+def make_session(settings: CollectSettings, adapter: Any = None):
+    """Make a ``requests.Session`` with urllib3 ``Retry`` (backoff on 5xx, connection errors).
+
+    429 and 503 are not retried here: they come back to the host scheduler, which honours
+    their ``Retry-After`` without holding a thread (:mod:`facelab.collect.hosts`).
+
+    Args:
+        settings: Retries, backoff, redirect limit and user agent.
+        adapter: The ``HTTPAdapter`` to mount (shared by the threads of a run; default: a
+            new one).
+
+    Returns:
+        The session (one per worker thread; its adapter may be shared).
+    """
+    import requests
+
+    adapter = adapter if adapter is not None else _make_adapter(settings)
     session = requests.Session()
     # proxies from the environment are read once here, not per request (trust_env costs
     # a netrc lookup and proxy-bypass checks on every call)
@@ -327,18 +363,27 @@ def make_session(settings: CollectSettings):
     session.trust_env = False
     session.max_redirects = settings.max_redirects
     session.headers["User-Agent"] = settings.user_agent
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=4)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
 
 
+_registry_lock = threading.Lock()
+
+
 def _thread_session(settings: CollectSettings, registry: list):
+    """The calling thread's session of the run whose sessions are ``registry`` (made once).
+
+    Every session of one registry mounts the first one's adapter: one set of connection
+    pools per run and process.
+    """
     session = getattr(_local, "session", None)
     if session is None or getattr(_local, "settings", None) is not settings:
-        session = make_session(settings)
+        with _registry_lock:
+            shared = registry[0].get_adapter("http://") if registry else None
+            session = make_session(settings, shared)
+            registry.append(session)
         _local.session, _local.settings = session, settings
-        registry.append(session)
     return session
 
 
@@ -534,7 +579,8 @@ def _read_body(response, settings: CollectSettings, announced: str, read_timeout
 
 
 def fetch_url(url: str, settings: CollectSettings, images_dir: Path,
-              session=None, key: str | None = None) -> Outcome:
+              session=None, key: str | None = None,
+              on_body: Callable[[str], None] | None = None) -> Outcome:
     """Download one URL, decode it and store it content-addressed.
 
     Never raises for anything the web does: every failure is an :class:`Outcome` with a
@@ -548,6 +594,8 @@ def fetch_url(url: str, settings: CollectSettings, images_dir: Path,
         images_dir: Where decoded photos are stored as ``<sha256>.<ext>``.
         session: A session from :func:`make_session` (default: this thread's own).
         key: The journal key (default: the URL).
+        on_body: Called with ``key`` once the whole body is in (the connection is back
+            in its pool), before the decode: the host is free for its next URL.
 
     Returns:
         The outcome (one journal line).
@@ -565,6 +613,8 @@ def fetch_url(url: str, settings: CollectSettings, images_dir: Path,
             body = _read_body(response, settings, announced, read_timeout, done)
     except _Done as finished:
         return finished.outcome
+    if on_body is not None:
+        on_body(key)
     return store(body, images_dir, key, settings.max_pixels, started)
 
 
@@ -593,7 +643,7 @@ def import_file(path: Path, settings: CollectSettings, images_dir: Path, key: st
 
 
 def run_job(job: tuple[str, Any], settings: CollectSettings, images_dir: Path,
-            sessions: list) -> Outcome:
+            sessions: list, on_body: Callable[[str], None] | None = None) -> Outcome:
     """Run one collection job: ``(key, url)`` downloads, ``(key, Path)`` imports a file.
 
     Args:
@@ -601,6 +651,7 @@ def run_job(job: tuple[str, Any], settings: CollectSettings, images_dir: Path,
         settings: The run's settings.
         images_dir: Where photos are stored (must exist).
         sessions: This thread's session is added here on first use (to close them later).
+        on_body: See :func:`fetch_url` (downloads only).
 
     Returns:
         The outcome; even a bug becomes one (``connection_error``), never an exception.
@@ -609,7 +660,8 @@ def run_job(job: tuple[str, Any], settings: CollectSettings, images_dir: Path,
     try:
         if isinstance(target, Path):
             return import_file(target, settings, images_dir, key)
-        return fetch_url(target, settings, images_dir, _thread_session(settings, sessions), key)
+        return fetch_url(target, settings, images_dir, _thread_session(settings, sessions), key,
+                         on_body)
     except Exception as error:  # noqa: BLE001 - a bug must not lose the run
         return Outcome(key, CONNECTION_ERROR, f"unexpected {type(error).__name__}: "
                        f"{error}"[:300])
@@ -641,12 +693,27 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="facelab-parent-watch", daemon=True).start()
 
 
+def _warm_up(settings: CollectSettings):
+    """Import the HTTP stack, Pillow's decoders and NumPy now, while the parent probes hosts.
+
+    Returns:
+        The run's first session (its adapter is the one every thread shares).
+    """
+    from PIL import Image
+
+    Image.preinit()          # the common decoders (JPEG, PNG, GIF, BMP)
+    _dct_matrix()            # NumPy
+    return make_session(settings)
+
+
 def worker_process(conn, settings: CollectSettings, images_dir: Path, threads: int,
                    parent_pid: int) -> None:
     """Serve jobs in this worker process until told to stop (see :func:`start_worker`).
 
     ``threads`` threads take jobs from ``conn`` one at a time (``None`` stops a thread) and
-    send back one :class:`Outcome` per job; the parent journals them.  Several processes
+    send back one :class:`Outcome` per job; the parent journals them.  Where the per-host
+    cap can bind, a download also sends its key alone as soon as its body is in, before
+    the decode, so its host's next URL can go out meanwhile.  Several processes
     let a large collection use every core (decoding, hashing and the HTTP stack's Python
     code share one interpreter lock per process).  Ctrl-C is the parent's to handle.
 
@@ -659,8 +726,19 @@ def worker_process(conn, settings: CollectSettings, images_dir: Path, threads: i
     """
     _exit_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sessions: list = []
+    sessions: list = [_warm_up(settings)]
     receiving, sending = threading.Lock(), threading.Lock()
+
+    def send(message: Outcome | str) -> bool:
+        with sending:
+            try:
+                conn.send(message)
+            except OSError:
+                return False
+        return True
+
+    # a key alone tells the parent the body is in: its host may take its next URL
+    on_body = send if settings.cap_can_bind else None
 
     def loop() -> None:
         while True:
@@ -669,14 +747,8 @@ def worker_process(conn, settings: CollectSettings, images_dir: Path, threads: i
                     job = conn.recv()
                 except (EOFError, OSError):
                     return
-            if job is None:
+            if job is None or not send(run_job(job, settings, images_dir, sessions, on_body)):
                 return
-            outcome = run_job(job, settings, images_dir, sessions)
-            with sending:
-                try:
-                    conn.send(outcome)
-                except OSError:
-                    return
 
     pool = [threading.Thread(target=loop, name=f"facelab-fetch-{i}", daemon=True)
             for i in range(threads)]

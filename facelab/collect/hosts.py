@@ -4,7 +4,8 @@ A real PubFig list spreads its URLs over thousands of hosts, most with a handful
 many long dead.  :class:`HostScheduler` decides which URL goes out next:
 
 * **per-host cap** (``per_host``, polite default 2): at most that many URLs of one host are
-  in flight at once, so one slow host never holds all the workers, and no host is hammered;
+  downloading at once, so one slow host never holds all the workers, and no host is
+  hammered (a URL whose body is in gives its slot back before its decode: :meth:`release`);
 * **busiest host first**: among hosts with a free slot, the one with the most URLs left goes
   first (the longest job first keeps the busiest host at its cap from start to end, which
   is what bounds the wall time); the others fill the remaining workers;
@@ -31,6 +32,7 @@ time lost to timeouts, slowest hosts).  Standard library only at import time.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import queue
 import time
@@ -75,12 +77,18 @@ def host_of(target: Any) -> str:
     """
     if isinstance(target, Path):
         return FILE_HOST
+    return _url_host(str(target))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _url_host(url: str) -> str:
+    """:func:`host_of` a URL (cached: the scheduler and the per-host view both ask)."""
     try:
-        parts = urlsplit(str(target))
+        parts = urlsplit(url)
         host = (parts.hostname or "").lower()
         port = parts.port
     except ValueError:
-        return f"(unparsable) {str(target)[:60]}"
+        return f"(unparsable) {url[:60]}"
     if ":" in host:                    # IPv6 literal
         host = f"[{host}]"
     return f"{host}:{port}" if port else host
@@ -122,6 +130,7 @@ class HostScheduler:
         self.tripped = 0
         self.probing = 0
         self.prober: HostProber | None = None
+        self._released: set[str] = set()     # keys whose host slot came back early
         for job in jobs:
             name = host_of(job[1])
             host = self.hosts.get(name)
@@ -226,6 +235,11 @@ class HostScheduler:
             return job
         return None
 
+    def host_name(self, key: str) -> str:
+        """The host of a job's key (``""`` for one not scheduled here)."""
+        host = self.host_of_key.get(key)
+        return host.name if host is not None else ""
+
     def pending(self) -> bool:
         """Whether jobs are still queued (some perhaps paused)."""
         return self.queued > 0
@@ -238,12 +252,24 @@ class HostScheduler:
         return max(0.0, min(live)) if live else None
 
     # ------------------------------------------------------------------ taking back
+    def release(self, key: str) -> None:
+        """A download's body is in (its decode goes on): its host may take its next URL."""
+        host = self.host_of_key.get(key)
+        if host is None or key in self._released:
+            return
+        self._released.add(key)
+        host.in_flight = max(0, host.in_flight - 1)
+        self._push(host)
+
     def finish(self, outcome: Outcome) -> list[Outcome]:
         """Account for one outcome; return the outcomes to journal now."""
         host = self.host_of_key.get(outcome.key)
         if host is None:
             return [outcome]
-        host.in_flight = max(0, host.in_flight - 1)
+        if outcome.key in self._released:     # its slot was given back already
+            self._released.discard(outcome.key)
+        else:
+            host.in_flight = max(0, host.in_flight - 1)
         retry = self._retry_later(host, outcome)
         if retry:
             self._push(host)

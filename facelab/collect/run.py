@@ -24,8 +24,8 @@ URL, stream with a byte cap, and decode every photo with Pillow (``verify`` and 
 truncated files are ``corrupt``, decompression bombs ``too_large``); the per-photo work is
 :mod:`facelab.collect.fetch`.  ``workers`` threads run it, spread over several worker processes for
 large lists (``processes``; one per core by default), which the parent feeds and whose
-outcomes it journals.  At most ``2 * workers`` URLs are in flight, so memory stays bounded
-by about ``2 * workers * max_bytes``.
+outcomes it journals.  At most ``workers`` URLs are in flight, so memory stays bounded
+by about ``workers * max_bytes``.
 """
 
 from __future__ import annotations

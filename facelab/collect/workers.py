@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
+import selectors
 import subprocess
 import time
 from collections.abc import Callable
@@ -140,7 +142,7 @@ def _run_in_threads(scheduler: HostScheduler, settings: CollectSettings, images_
             session.close()
 
 
-@dataclass
+@dataclass(eq=False)         # compared and hashed by identity
 class _Worker:
     """The parent's view of one worker process."""
 
@@ -148,6 +150,14 @@ class _Worker:
     conn: Any
     threads: int
     in_flight: set[str] = field(default_factory=set)   # journal keys sent, not answered
+    broken: bool = False                               # a send failed: it is dying
+
+
+def _readable(conn: Any) -> bool:
+    """Whether more bytes wait on a worker's pipe (one poll system call, no selector)."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _death(process: Any) -> str:
@@ -162,7 +172,7 @@ class _ProcessRun:
     """Run the jobs in worker processes that share ``settings.workers`` threads.
 
     Each worker is a fresh interpreter (:func:`facelab.collect.fetch.start_worker`).  The
-    parent feeds each worker at most two jobs per thread, as the host scheduler allows, and
+    parent feeds each worker at most one job per thread, as the host scheduler allows, and
     journals every outcome as it arrives, so the journal has one writer and a killed run
     resumes as before (workers exit as soon as the parent is gone).  A worker that dies
     (killed, out of memory) leaves the URLs it had in flight as ``connection_error`` rows
@@ -176,24 +186,47 @@ class _ProcessRun:
         self.record, self.processes = record, processes
         self.workers: list[_Worker] = []
         self.answered = self.replaced = 0
+        self.selector = selectors.DefaultSelector()   # one for the run: cheaper than wait()
+        self.affinity: dict[str, _Worker] = {}        # host -> the worker that had it last
 
     def start(self, threads: int) -> _Worker:
         """Start one worker process with ``threads`` threads."""
         worker = _Worker(*start_worker(self.settings, self.images_dir, threads), threads)
         self.workers.append(worker)
+        self.selector.register(worker.conn, selectors.EVENT_READ, worker)
         return worker
 
-    def feed(self, worker: _Worker) -> None:
-        """Send the worker jobs until it has two per thread or none may go now."""
-        while len(worker.in_flight) < 2 * worker.threads:
+    def feed(self) -> None:
+        """Send jobs to the workers while the host scheduler allows.
+
+        * A worker holds at most one job per thread, so a job sent starts at once (one
+          queued behind slow hosts' downloads would hold a slot of its host's cap without
+          downloading: on a web of slow hosts, the busiest host's URLs waited there).
+        * A host's URL goes to the worker that had its last one, while that worker has a
+          free thread: its connection pool keeps the host's connections alive (a new one
+          costs a round trip).
+        * Otherwise to the least-loaded worker: with a per-host cap the scheduler may
+          allow fewer jobs in flight than the workers could hold, and filling the first
+          worker first would leave the others idle.
+        """
+        while True:
+            open_ = [w for w in self.workers
+                     if not w.broken and len(w.in_flight) < w.threads]
+            if not open_:
+                return
             job = self.scheduler.take()
             if job is None:
                 return
+            host = self.scheduler.host_name(job[0])
+            worker = self.affinity.get(host)
+            if worker not in open_:
+                worker = min(open_, key=lambda w: len(w.in_flight) / w.threads)
+                self.affinity[host] = worker
             worker.in_flight.add(job[0])
             try:
                 worker.conn.send(job)
             except OSError:     # the worker died: its end of file shows up in the wait
-                return
+                worker.broken = True
 
     def busy(self) -> bool:
         """Whether jobs are queued or in flight."""
@@ -201,8 +234,6 @@ class _ProcessRun:
 
     def run(self) -> None:
         """Start the workers, feed them, journal their outcomes, stop them."""
-        from multiprocessing.connection import wait as wait_for
-
         shares = [self.settings.workers // self.processes
                   + (i < self.settings.workers % self.processes) for i in range(self.processes)]
         try:
@@ -210,14 +241,13 @@ class _ProcessRun:
                 self.start(threads)
             while self.busy():
                 self.record(None)
-                for worker in list(self.workers):
-                    self.feed(worker)
+                self.feed()
                 # every worker is watched, busy or not: one that dies shows as end of file
-                by_conn = {w.conn: w for w in self.workers}
-                for conn in wait_for(list(by_conn), timeout=self.scheduler.wait_hint()):
-                    self.receive(by_conn[conn])
+                for key, _ in self.selector.select(timeout=self.scheduler.wait_hint()):
+                    self.receive(key.data)
             self.stop()
         finally:
+            self.selector.close()
             for worker in self.workers:   # interrupted, or a worker stuck: stop them all now
                 if worker.process.poll() is None:
                     worker.process.kill()
@@ -225,20 +255,26 @@ class _ProcessRun:
                 worker.conn.close()
 
     def receive(self, worker: _Worker) -> None:
-        """Take one outcome from a worker, or handle its death."""
+        """Take the outcomes a worker has sent (at least one), or handle its death."""
         try:
-            outcome = worker.conn.recv()
+            while True:
+                message = worker.conn.recv()
+                if isinstance(message, str):     # a body is in: its host may go on
+                    self.scheduler.release(message)
+                else:
+                    worker.in_flight.discard(message.key)
+                    self.answered += 1
+                    self.record(message)
+                if not worker.in_flight or not _readable(worker.conn):
+                    return
         except (EOFError, OSError):
             self.bury(worker)
-            return
-        worker.in_flight.discard(outcome.key)
-        self.answered += 1
-        self.record(outcome)
 
     def bury(self, worker: _Worker) -> None:
         """A worker died: its URLs in flight become rows, and it is replaced."""
         how = _death(worker.process)
         self.workers.remove(worker)
+        self.selector.unregister(worker.conn)
         worker.conn.close()
         if not self.answered:
             raise RuntimeError(
@@ -251,7 +287,8 @@ class _ProcessRun:
                                 "--retry-failed tries them again"))
         self.replaced += 1
         if self.scheduler.pending() and self.replaced <= 2 * self.processes:
-            self.feed(self.start(worker.threads))
+            self.start(worker.threads)
+            self.feed()
         elif self.scheduler.pending():
             raise RuntimeError(
                 f"collection worker processes keep dying (the last: {how}); finished work "

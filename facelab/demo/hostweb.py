@@ -221,7 +221,10 @@ class HostWeb:
         """The least wall time a collector with a per-host cap can take (seconds).
 
         ``live``: the busiest answering host's round trips (one per request, one per
-        connection; a rate-limited host's Retry-After wait added) divided by its cap.
+        connection) divided by its cap.  A rate-limited host answers every URL's first GET
+        with 429 and ``Retry-After``; a client that honours it pauses the host (the header
+        asks to wait before the next request, not only this URL's), so each round of
+        ``cap`` URLs there costs a 429, the wait and the retry.
         ``dead``: the black-hole and silent hosts' timeouts that must still be waited out:
         with a ``probe`` (all hosts checked at once), one probe's (``attempts`` connect
         timeouts for a black hole, a read timeout for a silent host); without, a circuit
@@ -239,8 +242,10 @@ class HostWeb:
             if host.kind in ("ok", "ratelimited", "error5xx"):
                 trips = (n + cap + (n if host.kind == "ratelimited" else 0)) * host.rtt
                 total += trips
-                wait = RETRY_AFTER_S if host.kind == "ratelimited" else 0.0
-                live = max(live, trips / cap + wait)
+                own = trips / cap
+                if host.kind == "ratelimited":
+                    own = math.ceil(n / cap) * (2 * host.rtt + RETRY_AFTER_S) + host.rtt
+                live = max(live, own)
             elif host.kind in ("blackhole", "silent"):
                 wait = attempts * connect_timeout if host.kind == "blackhole" else timeout
                 rounds = 1 if probe else math.ceil(min(breaker, n) / cap)
