@@ -195,17 +195,6 @@ def _decode(image) -> None:
     image.load()
 
 
-# ``verify`` methods that check nothing a decode does not (Pillow's defaults); a plugin
-# with its own (PNG: chunk CRCs) is verified before the decode
-_PLAIN_VERIFY: list[Any] = []
-
-
-def _plain_verify() -> None:
-    from PIL import Image, ImageFile
-
-    _PLAIN_VERIFY.extend([Image.Image.verify, ImageFile.ImageFile.verify])
-
-
 def inspect_image(data: bytes, max_pixels: int = 50_000_000) -> tuple[str, str, dict[str, Any]]:
     """Decode bytes with Pillow and say whether they are a usable photo.
 
@@ -222,10 +211,11 @@ def inspect_image(data: bytes, max_pixels: int = 50_000_000) -> tuple[str, str, 
         ``too_large``; ``info`` has ``format``, ``ext``, ``width``, ``height``, ``phash``
         and ``dhash`` for ``ok``.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageFile, UnidentifiedImageError
 
-    if not _PLAIN_VERIFY:
-        _plain_verify()
+    # ``verify`` methods that check nothing a decode does not (Pillow's defaults); a plugin
+    # with its own (PNG: chunk CRCs) is verified before the decode
+    plain_verify = (Image.Image.verify, ImageFile.ImageFile.verify)
     if not data:
         return NOT_IMAGE, "empty response body", {}
     fmt = ""
@@ -238,7 +228,7 @@ def inspect_image(data: bytes, max_pixels: int = 50_000_000) -> tuple[str, str, 
                                    f"{width * height:,} pixels > {max_pixels:,}"), {}
             if fmt not in FORMAT_EXTENSIONS:
                 return NOT_IMAGE, f"{fmt} is not a photo format facelab keeps", {}
-            if type(image).verify not in _PLAIN_VERIFY:
+            if type(image).verify not in plain_verify:
                 # the format checks more than a decode does (PNG: chunk CRCs); verify()
                 # leaves the image unusable, so decode from a fresh open below
                 image.verify()

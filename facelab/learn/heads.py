@@ -27,17 +27,16 @@ Keras is imported inside the functions only.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 HEADS = ("cosine", "softmax")
-_CLASSES: dict[str, type] = {}
 
 
+@functools.cache
 def cosine_layer_class() -> type:
     """Return (defining and registering it once) the ``facelab>CosineSoftmax`` layer."""
-    if "CosineSoftmax" in _CLASSES:
-        return _CLASSES["CosineSoftmax"]
     import keras
     from keras import ops
 
@@ -67,10 +66,10 @@ def cosine_layer_class() -> type:
             return {**super().get_config(), "units": self.units, "scale": self.scale,
                     "seed": self.seed}
 
-    _CLASSES["CosineSoftmax"] = CosineSoftmax
     return CosineSoftmax
 
 
+@functools.cache
 def margin_loss_class() -> type:
     """Return (defining and registering it once) the ``facelab>CosineMarginLoss`` loss.
 
@@ -78,8 +77,6 @@ def margin_loss_class() -> type:
     cosine, computed from the layer's probabilities ``p``: with ``e = exp(-scale *
     margin)``, ``-log(p_y e / (1 - p_y + p_y e))``.
     """
-    if "CosineMarginLoss" in _CLASSES:
-        return _CLASSES["CosineMarginLoss"]
     import keras
     from keras import ops
 
@@ -102,7 +99,6 @@ def margin_loss_class() -> type:
         def get_config(self) -> dict[str, Any]:
             return {**super().get_config(), "scale": self.scale, "margin": self.margin}
 
-    _CLASSES["CosineMarginLoss"] = CosineMarginLoss
     return CosineMarginLoss
 
 

@@ -7,8 +7,8 @@ judge of strangers (it is often as high for them as for known faces).  :func:`fi
 the **score**: the cosine similarity between the face's embedding (the input of the model's
 ``softmax`` layer: the pooled CNN features, or the cosine head's embedding,
 :mod:`facelab.learn.heads`; averaged with the mirrored face when the recipe's
-``flip_average`` is on) and the mean training embedding of the
-person the softmax names (:func:`class_centroids`, stored as ``centroids.npy``).
+``flip_average`` is on) and the mean training embedding of the person the softmax names
+(:func:`class_centroids`, stored as ``centroids.npy``).
 
 People with a double among the others (twins, the demo's look-alikes) can be kept out of the
 draw (``keep``): a stranger who is a known person's double scores like that person, and no
@@ -80,7 +80,7 @@ def hold_out_identities(df: pd.DataFrame, fraction: float = 0.1, seed: int = 0,
             all the people, ``keep`` included).
         seed: Seed of the choice (the same data and seed hold out the same people).
         keep: People never held out, e.g. those with a double in the set (a stranger
-            who is a known person's double cannot be told apart; ``docs/recognize.md``).
+            who is a known person's double scores like that person; ``docs/recognize.md``).
 
     Returns:
         The known people's rows and the held-out people's rows (both index-reset).
