@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from pathlib import Path
+import threading
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes,
                        make_parents: bool = True) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    The temporary file is ``.<name>.<pid>-<thread>.tmp``: unique to the writing thread
+    without ``tempfile``'s random names (the collector writes one per photo), and left
+    only by a killed process (``.*.tmp`` is what to clean up).
 
     Args:
         path: Destination file.
@@ -17,14 +22,24 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes,
         make_parents: Create the parent folder if needed (``False`` saves a system call
             per file where the caller made it once).
     """
-    path = Path(path)
-    if make_parents:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    folder, name = os.path.split(os.fspath(path))
+    if make_parents and folder:
+        os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        fd = os.open(tmp, flags, 0o666)
+    except FileExistsError:       # left by a killed process that had the same ids
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder or None)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
