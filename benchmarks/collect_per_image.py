@@ -40,6 +40,7 @@ from collect_throughput import ROOT, SERVER, demo_photos, free_port, out_base  #
 
 PRELUDE = """
 import hashlib, io, json, os, pathlib, resource, shutil, sys, urllib.request
+ROOT, LIST, OUT, VARIANT = sys.argv[1:5]
 sys.path.insert(0, ROOT)
 urls = pathlib.Path(LIST).read_text().split()
 out = pathlib.Path(OUT)
@@ -117,10 +118,8 @@ I2D = "img2dataset's loop"
 def run_variant(variant: str, python: str, urls: Path, out: Path) -> float:
     """CPU ms per photo of one variant, in a fresh process."""
     body = FACELAB if variant in FACELAB_VARIANTS else BASELINE
-    code = (PRELUDE + body + TIMING).replace("ROOT", repr(str(ROOT))).replace(
-        "LIST", repr(str(urls))).replace("OUT", repr(str(out))).replace(
-        "VARIANT", repr(variant))
-    done = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True)
+    done = subprocess.run([python, "-c", PRELUDE + body + TIMING, str(ROOT), str(urls),
+                           str(out), variant], check=True, capture_output=True, text=True)
     return float(done.stdout.split()[-1])
 
 
