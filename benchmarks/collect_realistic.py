@@ -1,40 +1,59 @@
-"""Collection throughput on a realistic web: facelab vs img2dataset over PubFig's real hosts.
+"""Collection on a realistic web: facelab vs img2dataset over PubFig's real hosts, one budget.
 
-``python benchmarks/collect_realistic.py`` serves the demo photos from an emulated web with
-the host distribution of the real ``../shared/data/pubfig-lists/dev_urls.txt``
-(:mod:`facelab.demo.hostweb`: every host on its own 127.a.b.c address, a log-normal round
-trip per host (median 80 ms, 20-400 ms), one more round trip per new connection, and dead
-hosts of every kind: refused 15 %, black hole 6 %, silent 4 %, 5xx 5 %, 429 + Retry-After
-5 % of hosts).  Two list sizes: ``--urls`` (default 2,400) rows sampled from the real list
-(seeded, in list order, so every host keeps its share) and the whole demo (5,611 rows).
+Usage::
 
-Tools, at matched concurrency (16 downloads in all), timeout ``--timeout`` for connect and
-read, no retries (facelab still honours Retry-After: that is its scheduler, not a retry):
+    python3 -m venv /tmp/i2d && /tmp/i2d/bin/pip install img2dataset==1.47.0   # not facelab's
+    .venv/bin/python benchmarks/collect_realistic.py --img2dataset /tmp/i2d/bin/img2dataset
 
-* ``facelab``: ``facelab collect --workers 16`` with its defaults (per-host cap 2, breaker
-  3, its default process count); every photo decoded, sha256/md5/phash/dhash computed;
-* ``img2dataset 1x16`` and ``img2dataset Px(16/P)`` (``--resize_mode no --skip_reencode
-  True``, OpenCV decodes every image), as in ``collect_throughput.py``.
+The web.  :mod:`facelab.demo.hostweb` serves the demo photos with the host distribution of
+the real ``../shared/data/pubfig-lists/dev_urls.txt``: ``--urls`` rows (default 2,400)
+sampled from it (seeded, in list order, so every host keeps its share), every host on its
+own 127.a.b.c, a log-normal round trip per host (median 80 ms, 20-400 ms), one more round
+trip per new connection.  What the real list cannot tell, the share of dead hosts, is an
+**assumption**: today's mix (:data:`facelab.demo.hostweb.DEFAULT_DEAD`: refused 15 %, black
+hole 6 %, silent 4 %, plus 5xx 5 % and 429 + ``Retry-After`` 5 % of hosts) is scaled by each
+of ``--dead-scales`` (default 0, 1, 2: no dead hosts, today's mix, twice the dead hosts;
+:func:`facelab.demo.hostweb.scale_dead`: only dead and answering hosts change kind, and a
+host dead in one mix is dead in the larger ones).
+
+The same conditions for both tools:
+
+* **one connection budget**: the web counts every connection open at once, per host and in
+  total (kept-alive idle ones too; a client's connects to a black hole, which no server
+  sees, are read from ``/proc/net/tcp`` every 0.1 s); printed beside each run.  facelab's
+  ``--workers N`` caps everything it opens, its host checks included, at N; img2dataset's
+  ``--thread_count N`` opens one connection per thread.  They are compared at the same N:
+  16, 64 and img2dataset's default, 256;
+* **no Retry-After waiting** for either: img2dataset cannot wait (its ``--retries``
+  re-sends at once, whatever the failure, and would also wait out every dead host's timeout
+  again), so facelab runs with ``--max-retry-after 0`` and both lose the rate-limited
+  hosts' photos; one more facelab run with its default (waits honoured) shows what that
+  policy keeps, and one with ``--per-host 4`` (``--extra-cap``) what the polite cap of 2
+  costs;
+* timeout ``--timeout`` (5 s) for connect and read, no retries; facelab with its other
+  defaults (per-host cap 2, connect check, breaker 3, worker processes), img2dataset 1.47.0
+  with ``--resize_mode no --skip_reencode True`` (OpenCV decodes every image; its default
+  process count, 1).
 
 Each run is a fresh process into a fresh folder on a RAM disk, timed from start to exit;
-the tools alternate within each of ``--runs`` rounds.  Printed per run: ok photos, seconds,
-images/s; per size: the medians, facelab's ratio to each baseline, and facelab's wall time
-against the floor (:meth:`facelab.demo.hostweb.HostWeb.floor`: the largest of the busiest
-answering host's round trips divided by the cap, every answering host's round trips divided
-by the 16 workers, and the dead-host probe's one timeout).  The rate-limited hosts' 429s are
-reset before every run.  ``--img2dataset`` points at the executable (default: on PATH).
+"ok" = photos decoded and kept.  Within each of ``--runs`` rounds the configurations
+alternate between the tools.  Printed per run: ok photos, seconds, ok/s, the peak
+connections in total and to the busiest host; then per dead-host mix the medians and the
+ratios (facelab / img2dataset ok/s at equal connections; img2dataset 256's wall time over
+facelab's), and facelab's wall time against the floor (:meth:`HostWeb.floor`), with the
+machine's load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -44,49 +63,141 @@ from collect_throughput import demo_photos, out_base, run_img2dataset  # noqa: E
 
 DEV_URLS = ROOT.parent / "shared" / "data" / "pubfig-lists" / "dev_urls.txt"
 
-
-def run_facelab(pubfig: Path, out: Path, threads: int, timeout: float,
-                extra: list[str]) -> tuple[float, int, dict]:
-    """One facelab run; returns seconds, ok photos and the per-host totals."""
-    seconds, decoded = throughput.run_facelab(
-        pubfig, out, threads, timeout, ("--connect-timeout", str(timeout), *extra))
-    manifest = pd.read_csv(out / "manifest.csv", keep_default_na=False)
-    hosts = pd.read_csv(out / "hosts.csv")
-    info = {"dead": int(hosts["dead"].sum()), "lost": float(hosts["timeout_seconds"].sum()),
-            "unreachable": int((manifest["status"] == "host_unreachable").sum())}
-    return seconds, decoded, info
+# (tool, connections, variant): facelab "no-wait" (--max-retry-after 0), "wait" (its
+# default: Retry-After honoured) or "capN" (no-wait, --per-host N)
+Config = tuple[str, int, str]
 
 
-def print_medians(sizes: list[int], tools: list[str], webs: dict, rates: dict, seconds: dict,
-                  timeout: int, threads: int) -> None:
-    """Per size: median images/s and seconds per tool, the ratios, and wall time vs floor."""
-    for n in sizes:
-        floor = webs[n].floor(2, connect_timeout=timeout, timeout=timeout, breaker=3,
-                              attempts=1, workers=threads)
-        parts = [f"{tool} {statistics.median(rates[(tool, n)]):.1f}/s "
-                 f"({statistics.median(seconds[(tool, n)]):.1f} s)" for tool in tools]
-        line = f"{n:>6,} URLs, medians: " + "; ".join(parts)
-        if "facelab" in tools and len(tools) > 1:
-            ours = statistics.median(rates[("facelab", n)])
-            best = max(statistics.median(rates[(t, n)]) for t in tools[1:])
-            line += f"; facelab / faster img2dataset: {ours / best:.2f}x (target >= 2x)"
-        if "facelab" in tools:
-            wall = statistics.median(seconds[("facelab", n)])
-            line += (f"; facelab wall / floor: {wall / floor['floor']:.2f}x (floor "
-                     f"{floor['floor']:.1f} s = max of busiest host / cap {floor['live']:.1f} s, "
-                     f"all round trips / {threads} workers {floor['workers']:.1f} s, dead-host "
-                     f"probe {floor['dead']:.1f} s; target <= 1.5x), wall / busiest-host floor "
-                     f"{wall / floor['live']:.2f}x")
-        print(line)
+def configs(scale: float, args: argparse.Namespace) -> list[Config]:
+    """The runs of one dead-host mix, alternating tools (img2dataset's 256: today's mix)."""
+    runs: list[Config] = []
+    for n in sorted(set(args.facelab_workers) | set(args.i2d_threads)):
+        if n in args.facelab_workers and args.only != "img2dataset":
+            runs.append(("facelab", n, "no-wait"))
+        if n in args.i2d_threads and args.only != "facelab" and (
+                n in args.facelab_workers or scale == 1):
+            runs.append(("img2dataset", n, ""))
+    if scale == 1 and args.only != "img2dataset" and args.facelab_workers:
+        runs.append(("facelab", min(args.facelab_workers), "wait"))
+        if args.extra_cap:
+            runs.append(("facelab", max(args.facelab_workers), f"cap{args.extra_cap}"))
+    return runs
+
+
+def label(config: Config) -> str:
+    tool, n, policy = config
+    if tool == "img2dataset":
+        return f"img2dataset {n} threads"
+    if policy.startswith("cap"):
+        return f"facelab {n} workers, --per-host {policy[3:]}"
+    return f"facelab {n} workers" + (", Retry-After waited" if policy == "wait" else "")
+
+
+def run_one(config: Config, lists: dict[str, Path], out: Path,
+            args: argparse.Namespace) -> tuple[float, int]:
+    """One run of one configuration; returns seconds and ok photos."""
+    tool, n, policy = config
+    if tool == "img2dataset":
+        return run_img2dataset(args.img2dataset, lists["plain"], out, n, args.timeout, 1,
+                               args.urls)
+    extra = ["--connect-timeout", str(args.timeout), *args.facelab_args.split()]
+    if policy != "wait":
+        extra += ["--max-retry-after", "0"]
+    if policy.startswith("cap"):
+        extra += ["--per-host", policy[3:]]
+    return throughput.run_facelab(lists["pubfig"], out, n, args.timeout, tuple(extra))
+
+
+def measure(web, config: Config, lists: dict[str, Path], work: Path,
+            args: argparse.Namespace) -> dict:
+    """Run one configuration against a running web; its figures and connection peaks."""
+    out = work / "out"
+    web.reset_counts()             # the 429s come again; connection peaks from zero
+    try:
+        seconds, ok = run_one(config, lists, out, args)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    peaks = web.connection_peaks()
+    return {"seconds": seconds, "ok": ok, "rate": ok / seconds, "total": peaks["total"],
+            "host": peaks["host"], "host_name": peaks["host_name"],
+            "connecting": peaks["connecting"]}
+
+
+def median_of(results: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in results)
+
+
+def print_mix(scale: float, results: dict[Config, list[dict]], floors: dict[int, dict]) -> None:
+    """One dead-host mix: a table of medians, the ratios at equal connections, the floors."""
+    print(f"\ndead hosts x{scale:g} (medians of {len(next(iter(results.values())))} run(s)):")
+    print("| tool | ok photos | wall s | ok/s | peak connections | to the busiest host |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for config, runs in results.items():
+        print(f"| {label(config)} | {median_of(runs, 'ok'):,.0f} | "
+              f"{median_of(runs, 'seconds'):.1f} | {median_of(runs, 'rate'):.1f} | "
+              f"{max(r['total'] for r in runs)} | {max(r['host'] for r in runs)} |")
+    rate = {c: median_of(r, "rate") for c, r in results.items()}
+    wall = {c: median_of(r, "seconds") for c, r in results.items()}
+    for (tool, n, policy), ours in rate.items():
+        theirs = rate.get(("img2dataset", n, ""))
+        if tool == "facelab" and policy == "no-wait" and theirs:
+            target = " (target >= 1.5x on today's mix)" if n in (16, 64) else ""
+            print(f"  at {n} connections: facelab / img2dataset ok/s = {ours / theirs:.2f}x"
+                  + target)
+    default = wall.get(("img2dataset", 256, ""))
+    for (tool, n, policy), seconds in wall.items():
+        if tool == "facelab" and policy == "no-wait" and default:
+            print(f"  facelab {n} workers vs img2dataset 256 threads, wall time: {seconds:.1f} s "
+                  f"vs {default:.1f} s ({default / seconds:.2f}x; target >= 1.0x)")
+    for n, floor in floors.items():
+        key = ("facelab", n, "no-wait")
+        if key in wall:
+            print(f"  facelab {n} workers: {wall[key] / floor['floor']:.2f}x its floor of "
+                  f"{floor['floor']:.1f} s (busiest host / cap 2 {floor['live']:.1f} s; all "
+                  f"round trips and dead-host waits / {n} connections {floor['budget']:.1f} s)")
+
+
+def run_mix(scale: float, args: argparse.Namespace, demo: Path, row_hosts: list[str],
+            work: Path, log: Callable[[str], None]) -> None:
+    """Serve one dead-host mix, run every configuration ``--runs`` times, print the table."""
+    from facelab.demo.hostweb import HostWeb, plan_hosts, scale_dead
+
+    hosts, row_host = plan_hosts(row_hosts, args.urls, seed=args.seed)
+    hosts = scale_dead(hosts, scale, seed=args.seed)
+    with HostWeb(demo, hosts, row_host) as web:
+        lists = {"pubfig": web.write_list(work / f"list-{scale:g}.txt"),
+                 "plain": web.write_plain_list(work / f"plain-{scale:g}.txt")}
+        kinds: dict[str, int] = {}
+        for host in web.hosts:
+            kinds[host.kind] = kinds.get(host.kind, 0) + len(host.paths)
+        busiest = max(web.hosts, key=lambda h: len(h.paths))
+        log(f"\ndead hosts x{scale:g}: {args.urls:,} URLs on {len(web.hosts):,} hosts; URLs by "
+            f"host kind {kinds}; busiest host {busiest.name} ({len(busiest.paths)} URLs, "
+            f"{busiest.kind}, rtt {1000 * busiest.rtt:.0f} ms)")
+        results: dict[Config, list[dict]] = {}
+        plan = configs(scale, args)
+        for round_ in range(args.runs):
+            for config in (plan if round_ % 2 == 0 else plan[::-1]):
+                got = measure(web, config, lists, work, args)
+                results.setdefault(config, []).append(got)
+                log(f"round {round_ + 1} {label(config):<38} {got['ok']:>6,} ok in "
+                    f"{got['seconds']:7.2f} s: {got['rate']:6.1f} ok/s; peak connections "
+                    f"{got['total']} in total ({got['connecting']} connecting to black holes), "
+                    f"{got['host']} to {got['host_name']}; load {os.getloadavg()[0]:.1f}")
+        floors = {n: web.floor(2, connect_timeout=args.timeout, timeout=args.timeout,
+                               workers=n, retry_after=False)
+                  for n in args.facelab_workers}
+        print_mix(scale, {c: results[c] for c in plan}, floors)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--urls", type=int, default=2400)
-    parser.add_argument("--large", type=int, default=None,
-                        help="the large list (default: one URL per demo photo)")
-    parser.add_argument("--threads", type=int, default=16)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--urls", type=int, default=2400, help="URLs sampled (default 2,400)")
+    parser.add_argument("--dead-scales", type=float, nargs="+", default=[0, 1, 2],
+                        help="dead-host mixes: multiples of today's shares (default 0 1 2)")
+    parser.add_argument("--facelab-workers", type=int, nargs="*", default=[16, 64, 256])
+    parser.add_argument("--i2d-threads", type=int, nargs="*", default=[16, 64, 256])
+    parser.add_argument("--runs", type=int, default=1, help="rounds (default 1)")
     parser.add_argument("--timeout", type=int, default=5,
                         help="connect and read timeout, seconds (img2dataset takes whole "
                         "seconds; default 5)")
@@ -97,73 +208,29 @@ def main() -> int:
     parser.add_argument("--facelab-args", default="",
                         help="more facelab collect options, e.g. '--per-host 4'")
     parser.add_argument("--only", choices=("facelab", "img2dataset"), default=None)
+    parser.add_argument("--extra-cap", type=int, default=4,
+                        help="one more facelab run on today's mix at the most workers with "
+                        "this per-host cap (what the cap of 2 costs; 0: none)")
     args = parser.parse_args()
     if not DEV_URLS.is_file():
         parser.error(f"needs the real list at {DEV_URLS} (../shared/data)")
     if args.only != "facelab" and not args.img2dataset:
-        parser.error("img2dataset not found: pip install img2dataset==1.47.0, or --only facelab")
+        parser.error("img2dataset not found: pip install img2dataset==1.47.0 (see the module "
+                     "doc), or --only facelab")
+    from facelab.demo.hostweb import real_hosts
 
-    from facelab.collect.workers import choose_processes
-    from facelab.demo.hostweb import HostWeb, plan_hosts, real_hosts
-
-    demo, photos = demo_photos(args.demo)
-    sizes = [args.urls, args.large or len(photos)]
-    processes = choose_processes(None, min(sizes), args.threads)
-    tools = [] if args.only == "img2dataset" else ["facelab"]
-    if args.only != "facelab":
-        tools.append(f"img2dataset 1x{args.threads}")
-        if processes > 1:
-            tools.append(f"img2dataset {processes}x{args.threads // processes}")
+    demo, _ = demo_photos(args.demo)
     row_hosts = real_hosts(DEV_URLS)
     work = Path(tempfile.mkdtemp(prefix="facelab-realistic-", dir=out_base(args.out_base)))
-    webs = {}
-    for n in sizes:
-        hosts, row_host = plan_hosts(row_hosts, n, seed=args.seed)
-        webs[n] = HostWeb(demo, hosts, row_host)
+    print(f"{os.cpu_count()} CPUs, load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
+          f"; timeout {args.timeout} s, no retries, no Retry-After waiting unless said; "
+          f"outputs in {work}", flush=True)
     try:
-        for n, web in webs.items():
-            web.start()
-            kinds = pd.Series([h.kind for h in web.hosts for _ in h.paths]).value_counts()
-            floor = web.floor(2, connect_timeout=args.timeout, timeout=args.timeout,
-                              breaker=3, attempts=1)
-            busiest = max(web.hosts, key=lambda h: len(h.paths))
-            print(f"{n:,} URLs on {len(web.hosts):,} emulated hosts (busiest: {busiest.name} "
-                  f"{len(busiest.paths)} URLs, rtt {1000 * busiest.rtt:.0f} ms); URLs by host "
-                  f"kind: {kinds.to_dict()}; floor at cap 2: live {floor['live']:.1f} s, dead "
-                  f"hosts (one probe, timeout {args.timeout} s) {floor['dead']:.1f} s")
-            web.write_list(work / f"list-{n}.txt")
-            web.write_plain_list(work / f"plain-{n}.txt")
-        print(f"{args.threads} downloads at once, timeout {args.timeout} s, no retries; "
-              f"facelab in {processes} process(es) {args.facelab_args}; outputs in {work}",
-              flush=True)
-        rates: dict[tuple[str, int], list[float]] = {}
-        seconds: dict[tuple[str, int], list[float]] = {}
-        for run in range(args.runs):
-            for n in sizes:
-                for tool in tools:
-                    out = work / "out"
-                    webs[n].hits.clear()     # rate-limited hosts: each run meets the 429s
-                    if tool == "facelab":
-                        took, ok, info = run_facelab(work / f"list-{n}.txt", out, args.threads,
-                                                     args.timeout, args.facelab_args.split())
-                        note = (f"; {info['dead']} hosts dead, {info['unreachable']} URLs not "
-                                f"tried, {info['lost']:.0f} s lost to timeouts")
-                    else:
-                        procs = int(tool.split()[1].split("x")[0])
-                        took, ok = run_img2dataset(args.img2dataset, work / f"plain-{n}.txt",
-                                                   out, args.threads, args.timeout, procs, n)
-                        note = ""
-                    shutil.rmtree(out, ignore_errors=True)
-                    rates.setdefault((tool, n), []).append(ok / took)
-                    seconds.setdefault((tool, n), []).append(took)
-                    print(f"round {run + 1} {n:>6,} URLs {tool:<18} {ok:>6,} ok in {took:7.2f} s:"
-                          f" {ok / took:6.1f} images/s{note}", flush=True)
-        print()
-        print_medians(sizes, tools, webs, rates, seconds, args.timeout, args.threads)
+        for scale in args.dead_scales:
+            run_mix(scale, args, demo, row_hosts, work, lambda line: print(line, flush=True))
     finally:
-        for web in webs.values():
-            web.stop()
         shutil.rmtree(work, ignore_errors=True)
+    print(f"\nload average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Recognition quality: facelab's default recipe vs eigenfaces + SVM on PubFig83 (40 people).
+"""Recognition quality: facelab's CNN recipe vs eigenfaces + SVM on PubFig83 (40 people).
 
 Usage (from the repository root; the baseline needs scikit-learn, which facelab itself does
 not use: ``.venv/bin/pip install scikit-learn==1.9.1``, or ``pip install .[bench]``):
@@ -14,8 +14,9 @@ only there; the test split is scored once, at the end.
 
 * baseline: eigenfaces + RBF SVM (50x50 grayscale, 150 whitened PCA components,
   ``class_weight="balanced"``, a small grid over C and gamma with 3-fold CV);
-* facelab: :func:`facelab.learn.fit` with the default :class:`facelab.learn.Recipe` (a
-  from-scratch CNN: no pretrained weights).
+* facelab: :func:`facelab.learn.fit` with the CNN recipe, ``Recipe(arch="cnn")`` (from
+  scratch: no pretrained weights; ``face_network_quality.py`` measures the pretrained
+  network, facelab's default).
 
 Prints accuracy, balanced accuracy, macro-F1, the largest predicted/true class-share
 ratio, training time and the CPU/GPU it ran on, and the ratios facelab / baseline.
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(df)} crops, {len(names)} people; split: "
           f"{df['split'].value_counts().to_dict()}; {device_summary()}", flush=True)
 
-    recipe = Recipe() if args.epochs is None else Recipe(epochs=args.epochs)
+    recipe = Recipe(arch="cnn") if args.epochs is None else Recipe(arch="cnn",
+                                                                   epochs=args.epochs)
     start = time.perf_counter()
     result = fit(df, args.out, recipe, verbose=2)
     wall = time.perf_counter() - start

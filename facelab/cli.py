@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "faces": ("facelab.faces.cli", "detect faces, keep one-face photos, write aligned crops"),
     "split": ("facelab.data.cli", "make the stratified train/val(/test) split, once"),
     "fit": ("facelab.learn.cli", "labels, split, balancing, training and bias analysis"),
+    "bias": ("facelab.analysis.cli", "bias verdict, tables and figures of any classifier's "
+             "predictions (a CSV)"),
     "predict": ("facelab.recognize.cli", "name every face in photos, 'unknown' for strangers"),
     "export": ("facelab.recognize.cli", "export a trained model as SavedModel or TFLite"),
     "run-notebooks": ("facelab.notebook_runner", "run the numbered notebooks headless"),
@@ -45,6 +47,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from facelab.doctor import quiet_tensorflow
+
+    quiet_tensorflow()   # before any command imports it: start-up lines off, errors kept
     only = argv[0] if argv and argv[0] in COMMANDS else None
     parser = build_parser(only)
     args = parser.parse_args(argv)
@@ -52,9 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(COMMANDS[args.command][0])
+    from facelab.lock import FolderBusyError  # a second writer of a stage folder
+
     try:
         return int(module.run_cli(args) or 0)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, FolderBusyError) as error:
         print(f"facelab {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

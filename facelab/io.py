@@ -43,3 +43,18 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes,
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def user_cache_dir(*parts: str) -> str:
+    """Return facelab's cache folder, or its sub-folder ``parts``, created if needed.
+
+    ``$FACELAB_CACHE``, else ``$XDG_CACHE_HOME/facelab``, else ``~/.cache/facelab``.
+    Only derived data lives there (converted network weights, face embeddings): deleting
+    it costs time, never results.
+    """
+    base = os.environ.get("FACELAB_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "facelab")
+    folder = os.path.join(base, *parts)
+    os.makedirs(folder, exist_ok=True)
+    return folder

@@ -8,6 +8,7 @@ no TensorFlow, no Ray) and a worker process that needs one module loads only tha
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -15,6 +16,9 @@ from typing import Any
 def lazy_exports(package: str,
                  exports: Mapping[str, Sequence[str]]) -> tuple[Callable[[str], Any], list[str]]:
     """Build a package's ``__getattr__`` and ``__all__`` from ``{module: names}``.
+
+    Also gives the package a module ``__dir__`` that lists the exported names, so ``dir()``
+    and tab completion (``facelab.analysis.<Tab>`` in JupyterLab) show them before first use.
 
     Args:
         package: The package's ``__name__``.
@@ -30,4 +34,11 @@ def lazy_exports(package: str,
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         return getattr(importlib.import_module(f"{package}.{where[name]}"), name)
 
+    module = sys.modules.get(package)
+    if module is not None:      # called from the package's __init__, while it is imported
+
+        def __dir__() -> list[str]:  # noqa: N807 - the module-level hook's name
+            return sorted(set(vars(module)) | set(where))
+
+        module.__dir__ = __dir__
     return __getattr__, sorted(where)

@@ -10,6 +10,12 @@ its own.  Executed copies go to ``runs/<profile>/<notebook>.ipynb``.
 :func:`extract_figures` takes one figure from each executed notebook (the output of the
 cell tagged ``readme-figure``, else the notebook's last PNG) and writes ``NN.png`` files:
 the README's ``docs/figures/`` (``make figures``).
+
+The notebooks run on the project's kernel, ``facelab`` (:func:`install_jupyter`, run by
+``make install``, registers it inside the environment and sets up the git filter that
+strips outputs on ``git add``); the executed copies are signed, so JupyterLab opens them
+trusted (widgets such as the progress bars render as they ended).  In a notebook,
+:func:`install_missing_input_hint` makes a missing stage folder's error say what makes it.
 """
 
 from __future__ import annotations
@@ -19,10 +25,16 @@ import base64
 import io
 import os
 import re
+import subprocess
 import sys
+import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from facelab.lock import lock_folder
 
 # Parameters the smoke profile overrides (each notebook receives those it declares).
 PROFILES: dict[str, dict[str, Any]] = {
@@ -34,6 +46,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "refine_epochs": 1,      # 08: the remedy's extra epochs
         "collect_timeout_s": 2.0,   # 01: hanging demo URLs give up sooner
         "collect_deadline_s": 3.0,  # 01: total time per URL
+        "interrupt_at": 0.75,    # 07: mid-way through the 2nd epoch, so the run resumes at 1
+        "set_aside_people": 2,   # 07: strangers given to neither model (of 8 people)
         "small_buffer": 16,      # 05: the too-small shuffle buffer, scaled to ~140 train faces
         "n_group": 4,            # 09: group photos annotated
         "n_strangers": 4,        # 09: photos of held-out people tried
@@ -51,6 +65,15 @@ FIGURE_TAG = "readme-figure"
 FIGURE_DPI = 80           # figures are rescaled to about this resolution (they are committed)
 FIGURE_MAX_WIDTH = 900    # ... at most this many pixels wide (a GitHub README's column)
 FIGURE_COLOURS = 256      # ... and stored with a palette
+# the project's Jupyter kernel (the notebooks' metadata names it; make install registers it)
+KERNEL_NAME = "facelab"
+KERNEL_DISPLAY_NAME = "Python 3 (facelab)"
+# the git clean filter (also its diff view): nbstripout, keeping the cell ids JupyterLab keeps
+STRIP_ARGS = ("-m", "nbstripout", "--keep-id")
+# stage folder under workdir -> the notebook that writes it; notebook -> the folder it reads
+STAGE_MAKERS = {"demo": "00", "collected": "01", "faces": "02", "split": "03", "model": "07"}
+NOTEBOOK_INPUTS = {"01": "demo", "02": "collected", "03": "faces", "04": "split",
+                   "05": "split", "06": "split", "07": "split", "08": "model", "09": "model"}
 
 
 def project_root() -> Path:
@@ -198,8 +221,6 @@ def run_notebooks(profile: str = "demo", notebooks_dir: str | os.PathLike[str] |
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}: use one of {sorted(PROFILES)}")
-    import papermill
-
     root = project_root()
     notebooks_dir = Path(notebooks_dir or root / "notebooks").resolve()
     name = profile if source is None else ("own" if profile == "demo" else f"own-{profile}")
@@ -211,36 +232,312 @@ def run_notebooks(profile: str = "demo", notebooks_dir: str | os.PathLike[str] |
         notebooks = [nb for nb in notebooks if any(nb.name.startswith(p) for p in only)]
         if not notebooks:
             raise ValueError(f"no notebook in {notebooks_dir} starts with {only}")
-    env_backup = os.environ.get("MPLBACKEND")
-    # figures are captured into the executed copies (Agg would drop them silently)
-    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no CUDA/absl chatter in the outputs
+        if source is None and "source" not in (overrides or {}):
+            check_inputs(notebooks, workdir)
+    import papermill
+
+    kernel = runner_kernel()
+    held = lock_folder(workdir, "run-notebooks")   # one run per work folder; released below
     done: list[Path] = []
     try:
-        for index, nb in enumerate(notebooks, start=1):
-            declared = papermill.inspect_notebook(str(nb))
-            params = notebook_parameters(profile, declared, workdir,
-                                         {**(overrides or {}), **extra.get(nb.name, {})})
-            target = out_dir / nb.name
-            print(f"[{index}/{len(notebooks)}] {nb.name} ({profile}) -> {target}", flush=True)
-            start = time.perf_counter()
-            try:
-                papermill.execute_notebook(str(nb), str(target), parameters=params,
-                                           cwd=str(notebooks_dir), kernel_name="python3",
-                                           progress_bar=True, execution_timeout=timeout_s)
-            except Exception as error:  # papermill raises PapermillExecutionError & co
-                raise RuntimeError(f"notebook {nb.name} failed ({type(error).__name__}); "
-                                   f"the executed copy shows the failing cell: {target}\n"
-                                   f"{error}") from error
-            print(f"    done in {time.perf_counter() - start:.0f}s", flush=True)
-            done.append(target)
+        with _kernel_environment():
+            for index, nb in enumerate(notebooks, start=1):
+                declared = papermill.inspect_notebook(str(nb))
+                params = notebook_parameters(profile, declared, workdir,
+                                             {**(overrides or {}), **extra.get(nb.name, {})})
+                target = out_dir / nb.name
+                print(f"[{index}/{len(notebooks)}] {nb.name} ({profile}) -> {target}",
+                      flush=True)
+                start = time.perf_counter()
+                execute_notebook(nb, target, params, kernel, timeout_s)
+                print(f"    done in {time.perf_counter() - start:.0f}s", flush=True)
+                done.append(target)
     finally:
-        if env_backup is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = env_backup
+        held.release()
     print(f"executed notebooks are in {out_dir}")
     return done
+
+
+def execute_notebook(notebook: Path, target: Path, params: dict[str, Any], kernel: str,
+                     timeout_s: int = 3600) -> None:
+    """Run one notebook with papermill (in its own folder) and sign the executed copy.
+
+    The copy is signed even when a cell fails, so it opens trusted with its traceback.
+
+    Raises:
+        RuntimeError: When the notebook fails: the message names the executed copy, which
+            shows the failing cell, and carries papermill's traceback.
+    """
+    import papermill
+
+    try:
+        papermill.execute_notebook(str(notebook), str(target), parameters=params,
+                                   cwd=str(notebook.parent), kernel_name=kernel,
+                                   progress_bar=True, execution_timeout=timeout_s,
+                                   config=_client_config())
+    except Exception as error:  # papermill raises PapermillExecutionError & co
+        raise RuntimeError(f"notebook {notebook.name} failed ({type(error).__name__}); "
+                           f"the executed copy shows the failing cell: {target}\n"
+                           f"{error}") from error
+    finally:
+        if target.is_file():
+            try:
+                sign_notebook(target)
+            except Exception as error:  # e.g. an unwritable Jupyter data folder
+                print(f"could not sign {target} ({error}): it opens untrusted",
+                      file=sys.stderr)
+
+
+@contextmanager
+def _kernel_environment() -> Iterator[None]:
+    """The kernels' environment while the runner runs (restored afterwards).
+
+    Figures are captured into the executed copies (Agg would drop them silently), and
+    TensorFlow's C++ logging is set before a kernel imports it (``facelab.doctor.TF_ENV``).
+    """
+    from facelab.doctor import TF_ENV
+
+    wanted = {**TF_ENV, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    wanted = {name: os.environ.get(name, value) if name in TF_ENV else value
+              for name, value in wanted.items()}
+    before = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _client_config() -> Any:
+    """The notebook client's settings: CurveZMQ keys for the kernel where pyzmq has them.
+
+    ipykernel warns on every start that runs over TCP without encryption; with keys
+    (``transport_encryption="auto"``, for kernels whose spec declares support) it does not.
+    """
+    import zmq
+    from traitlets.config import Config
+
+    config = Config()
+    if zmq.has("curve"):
+        config.KernelManager.transport_encryption = "auto"
+    return config
+
+
+def runner_kernel() -> str:
+    """The kernel the runner starts: ``facelab`` when it is this Python's, else ``python3``.
+
+    ``make install`` registers ``facelab`` (:func:`install_jupyter`); without it (e.g. a
+    conda environment where only ``pip install -e .`` ran) this Python's own ipykernel
+    runs the notebooks, and a line says so.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+    except NoSuchKernel:
+        spec = None
+    if spec is not None and os.path.abspath(spec.argv[0]) == os.path.abspath(sys.executable):
+        return KERNEL_NAME
+    print(f"the Jupyter kernel {KERNEL_NAME!r} is not registered for {sys.executable} "
+          "(make install registers it): running on this Python's python3 kernel", flush=True)
+    return "python3"
+
+
+def sign_notebook(path: str | os.PathLike[str]) -> None:
+    """Mark a notebook as trusted for this user (Jupyter's signature database).
+
+    JupyterLab then renders its HTML, JavaScript and widget outputs (tqdm's bars show the
+    state they ended in) instead of the plain-text fallback of an untrusted notebook.
+    """
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    NotebookNotary().sign(nbformat.read(str(path), as_version=4))
+
+
+def check_inputs(notebooks: list[Path], workdir: Path) -> None:
+    """Raise when a notebook of a partial run (``--only``) lacks the stage folder it reads.
+
+    Raises:
+        ValueError: Naming the folder, the notebook that makes it and the ``--only`` to use.
+    """
+    made = set()
+    for nb in notebooks:
+        number = nb.name[:2]
+        stage = NOTEBOOK_INPUTS.get(number)
+        if stage and stage not in made and not (workdir / stage).is_dir():
+            maker = STAGE_MAKERS[stage]
+            raise ValueError(f"notebook {nb.name} reads {workdir / stage}, which does not "
+                             f"exist: notebook {maker} makes it (run without --only, or "
+                             f"with --only {maker} ... {number})")
+        made.update(s for s, n in STAGE_MAKERS.items() if n == number)
+
+
+def missing_input_hint(message: str, workdir: str | os.PathLike[str],
+                       runs: str | os.PathLike[str] | None = None) -> str | None:
+    """Say what makes the stage folder an error message says is missing, or ``None``.
+
+    Args:
+        message: The error's text (it names the missing path).
+        workdir: The notebook's ``workdir`` (as written in its parameters cell).
+        runs: Where the runner's work folders are (default: the repository's ``runs/``),
+            searched for another ``workdir`` that has the folder.
+
+    Returns:
+        A few lines: the notebooks that make the folder in this ``workdir`` (or the
+        command), and another ``workdir`` that already has it, if any.
+    """
+    work = Path(workdir)
+    missing = [stage for stage in STAGE_MAKERS if not (work / stage).exists()]
+    stage = next((s for s in missing if _mentions(message, work / s)), None)
+    if stage is None:
+        return None
+    maker = STAGE_MAKERS[stage]
+    first = STAGE_MAKERS[missing[0]]
+    notebooks = f"notebook {maker}" if first == maker else f"notebooks {first} to {maker}"
+    runs_dir = Path(runs) if runs is not None else project_root() / "runs"
+    lines = [f"facelab: workdir {str(workdir)!r} has no {stage}/ yet (notebook {maker} "
+             f"makes it). Run {notebooks} with this workdir"
+             + (", or `make demo` (all of them)" if _same(work, runs_dir / "demo" / "work")
+                else "") + "."]
+    for other in sorted(runs_dir.glob("*/work")):
+        if (other / stage).is_dir() and not _same(other, work):
+            name = other.parent.name
+            how = (f"`facelab run-notebooks --profile {name}`" if name in PROFILES
+                   else "`facelab run-notebooks`")
+            lines.append(f"Or set workdir = {_relative(other)!r} in the parameters cell: "
+                         f"it has {stage}/ (made by {how}).")
+    return "\n".join(textwrap.fill(line, 92, break_long_words=False, break_on_hyphens=False)
+                     for line in lines)
+
+
+def _mentions(message: str, path: Path) -> bool:
+    forms = {str(path), os.path.normpath(path), str(path.absolute()), str(path.resolve())}
+    return any(form in message for form in forms)
+
+
+def _same(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def _relative(path: Path) -> str:
+    try:
+        return os.path.relpath(path, Path.cwd())
+    except ValueError:   # another drive (Windows)
+        return str(path)
+
+
+def install_missing_input_hint() -> None:
+    """In IPython (a notebook's kernel), add :func:`missing_input_hint` to errors.
+
+    A ``FileNotFoundError`` or ``ValueError`` whose message names a missing stage folder
+    of the notebook's ``workdir`` gets the hint as a note under its traceback; every other
+    error shows as before.  Outside IPython this does nothing.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def handler(shell: Any, etype: type, value: BaseException, tb: Any,
+                tb_offset: int | None = None) -> None:
+        workdir = shell.user_ns.get("workdir")
+        hint = (missing_input_hint(str(value), workdir)
+                if isinstance(workdir, str | os.PathLike) else None)
+        if hint and hint not in getattr(value, "__notes__", []):
+            value.add_note(hint)
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+
+    shell.set_custom_exc((FileNotFoundError, ValueError), handler)
+
+
+def refresh_git_after_save(os_path: str = "", **_: Any) -> None:
+    """JupyterLab's post-save hook (``make lab``): no phantom change in ``git status``.
+
+    git takes a file whose size changed for modified without comparing contents, so a
+    notebook saved with its outputs is listed by ``git status`` although the filter makes it
+    identical to the committed one (``git diff`` shows nothing).  When the saved notebook,
+    as git stores it, equals the index's copy, this refreshes the index entry
+    (``git update-index``: what is staged stays the same).  A real change is left alone, and
+    nothing here can fail a save.
+    """
+    if not os_path.endswith(".ipynb"):
+        return
+    folder = os.path.dirname(os_path) or "."
+
+    def git(*args: str) -> int:
+        return subprocess.run(["git", "-C", folder, *args, "--", os_path],
+                              capture_output=True, check=False).returncode
+
+    try:
+        if git("ls-files", "--error-unmatch") == 0 and git("diff", "--quiet") == 0:
+            git("update-index", "-q")
+    except OSError:   # no git: nothing to refresh
+        return
+
+
+def install_jupyter(root: str | os.PathLike[str] | None = None) -> None:
+    """``make install``'s Jupyter part: the project's kernel and the notebooks' git filter.
+
+    Both are safe to redo.  See :func:`install_kernel` and :func:`install_git_filter`.
+    """
+    where = install_kernel()
+    print(f"Jupyter kernel {KERNEL_NAME!r} ({KERNEL_DISPLAY_NAME}) registered in {where}")
+    if install_git_filter(root):
+        print("git filter 'nbstripout' set up: notebooks are committed without outputs")
+
+
+def install_kernel(prefix: str | os.PathLike[str] | None = None) -> Path:
+    """Register this Python as the Jupyter kernel ``facelab``, inside its environment.
+
+    The kernel spec goes to ``<prefix>/share/jupyter/kernels/facelab`` (default: this
+    Python's ``sys.prefix``, i.e. ``.venv``; nothing is written to the user's home) and
+    carries ``facelab.doctor.TF_ENV`` in its environment.  Registering again replaces it.
+
+    Returns:
+        The kernel spec's folder.
+    """
+    from ipykernel.kernelspec import install
+
+    from facelab.doctor import TF_ENV
+
+    return Path(install(kernel_name=KERNEL_NAME, display_name=KERNEL_DISPLAY_NAME,
+                        prefix=str(prefix or sys.prefix), env=dict(TF_ENV)))
+
+
+def install_git_filter(root: str | os.PathLike[str] | None = None) -> bool:
+    """Set up nbstripout as the git filter of the repository's notebooks (local config).
+
+    ``.gitattributes`` sends ``*.ipynb`` through the filter ``nbstripout``; this defines it
+    for this clone with this Python (the keys ``nbstripout --install`` writes, plus
+    :data:`STRIP_ARGS`): ``git add`` stores a notebook without outputs, execution counts
+    and widget state, so running notebooks in place leaves ``git status`` clean.
+
+    Returns:
+        False (and nothing changes) outside a git work tree or without git.
+    """
+    folder = str(root or project_root())
+    try:
+        inside = subprocess.run(["git", "-C", folder, "rev-parse", "--is-inside-work-tree"],
+                                capture_output=True, text=True, check=False)
+    except OSError:   # no git
+        return False
+    if inside.stdout.strip() != "true":
+        return False
+    command = " ".join([f'"{sys.executable}"', *STRIP_ARGS])
+    for key, value in (("filter.nbstripout.clean", command),
+                       ("filter.nbstripout.smudge", "cat"),
+                       ("filter.nbstripout.required", "true"),
+                       ("diff.ipynb.textconv", f"{command} -t")):
+        subprocess.run(["git", "-C", folder, "config", key, value], check=True)
+    return True
 
 
 def _png_outputs(cell: Any) -> list[bytes]:

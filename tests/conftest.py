@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def facelab_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """facelab's cache (converted weights, embeddings) in a folder of this session's own.
+
+    Tests never read or fill the user's ~/.cache/facelab; subprocesses inherit the variable.
+    """
+    import os
+
+    folder = tmp_path_factory.mktemp("facelab-cache")
+    before = os.environ.get("FACELAB_CACHE")
+    os.environ["FACELAB_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("FACELAB_CACHE", None)
+    else:
+        os.environ["FACELAB_CACHE"] = before
 
 
 def _shared(relative: str) -> Path:
@@ -44,3 +63,23 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo-small")
     demo.generate(out, scale="small", seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def small_demo_faces(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small demo's photos through the face stage (MTCNN, chips), once per session.
+
+    Returns the folder holding ``manifest.csv`` (the photos) and ``faces/`` (the stage).
+    """
+    import pandas as pd
+
+    pytest.importorskip("mtcnn")
+    from facelab.faces.filter import filter_faces
+
+    root = tmp_path_factory.mktemp("demo-faces")
+    photos = pd.read_csv(small_demo / "photos.csv")
+    photos["path"] = [str(small_demo / p) for p in photos["path"]]
+    photos["status"], photos["reason"] = "ok", ""
+    photos.to_csv(root / "manifest.csv", index=False)
+    filter_faces(root, root / "faces", progress=False, verbose=False)
+    return root

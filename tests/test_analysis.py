@@ -205,3 +205,12 @@ def test_predict_probs_flip_average() -> None:
     both = analysis.predict_probs(model, images)
     flipped = analysis.predict_probs(model, images[:, :, ::-1], flip_average=False)
     assert np.allclose(both, (plain + flipped) / 2, atol=1e-6)
+
+
+def test_a_large_test_set_does_not_overflow() -> None:
+    # 5,000 examples per class: the binomial tail of the swallowed check is summed in logs
+    y = np.repeat(np.arange(4), 5000)
+    pred = _healthy(y, 4, error=0.1)
+    pred[y == 1] = np.where(np.arange(5000) < 3000, 2, 1)      # 60% of class 1 go to class 2
+    verdict = analysis.bias_verdict(y, pred, ["a", "b", "c", "d"])
+    assert verdict.swallowed.classes == ["b"] and verdict.pairs.pairs[0]["predicted"] == "c"

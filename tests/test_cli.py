@@ -36,6 +36,8 @@ def test_help_lists_every_command(capsys):
 
 def test_doctor_without_tensorflow(capsys):
     assert cli.main(["doctor", "--no-tensorflow"]) == 0
+    assert capsys.readouterr().out.startswith("facelab doctor: ready")   # all well: one line
+    assert cli.main(["doctor", "--no-tensorflow", "--verbose"]) == 0
     text = capsys.readouterr().out
     assert "python" in text and "vision credentials" in text
 

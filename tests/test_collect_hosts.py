@@ -1,4 +1,4 @@
-"""Host-aware collection: per-host cap, circuit breaker, connect probe, Retry-After, bad hosts.
+"""Host-aware collection: per-host cap, breaker, connect check, Retry-After, one budget, bad hosts.
 
 Served by :class:`facelab.demo.hostweb.HostWeb` on loopback addresses 127.a.b.c only.
 """
@@ -24,9 +24,17 @@ import pytest
 from PIL import Image
 
 from facelab import collect as C
-from facelab.collect.fetch import CollectSettings, Outcome, retry_after_seconds
+from facelab.collect.fetch import CollectSettings, Outcome, make_session, retry_after_seconds
 from facelab.collect.hosts import HOST_UNREACHABLE, HostScheduler, host_of
-from facelab.demo.hostweb import HostWeb, loopback_address, plan_hosts
+from facelab.demo.hostweb import (
+    DEAD_KINDS,
+    DEFAULT_DEAD,
+    PROC_TCP,
+    HostWeb,
+    loopback_address,
+    plan_hosts,
+    scale_dead,
+)
 
 pytestmark = pytest.mark.network_local
 
@@ -184,14 +192,19 @@ def test_dead_hosts_end_as_rows_without_waiting_out_each_timeout(served: HostWeb
     assert status["ok"] == ["ok"]
     assert status["ratelimited"] == ["ok"]                  # Retry-After honoured
     assert status["refused"] == ["host_unreachable"]
-    assert status["blackhole"] == ["host_unreachable"]       # the probe saw the black hole
+    assert status["blackhole"] == ["host_unreachable"]       # its first URL found it dead
     assert status["error5xx"] == ["http_error"]
-    assert status["silent"] == ["host_unreachable"]          # the probe's HEAD went unanswered
+    assert status["silent"] == ["host_unreachable"]          # connected, never answered
     reasons = df.loc[df["status"] == HOST_UNREACHABLE, "reason"]
     assert reasons.str.contains("unreachable").all()
     assert reasons.str.contains("connection refused").any()
     assert reasons.str.contains("connect timed out").any()
-    assert reasons.str.contains("no answer to a HEAD").any()
+    assert reasons.str.contains("accepted the connection but sent no answer").any()
+    # a dead host costs one URL's wait, its first (the connect check), whatever it holds:
+    # of the 6 silent URLs one was sent (at most 2 attempts); ok, 5xx (a retry), 429 (a wait)
+    [quiet] = [h.address for h in web.hosts if h.kind == "silent"]
+    assert 1 <= web.connections[quiet] <= 2
+    assert sum(web.hits.values()) == 8 + 2 * 2 + 3 * 2
     # no URL of a refused or black-hole host reached a server; 6 silent URLs x 2 attempts
     # x 1 s would be 12 s of waiting alone with cap 2
     assert took < 10
@@ -236,6 +249,92 @@ def test_per_host_cap_holds_at_the_server(served: HostWeb, tmp_path: Path,
     web.peak.clear()
     C.collect(source, tmp_path / "all", **{**QUICK, "processes": processes, "per_host": 0})
     assert max(web.peak.values()) > 3                      # uncapped: every worker at once
+
+
+# ----------------------------------------------------------------------------- one budget
+
+# 60 URLs on hosts of every kind: far more waiting than 4 connections can hold at once
+BUDGET_WEB = ({**{f"up{i}.example": 6 for i in range(4)},
+               **{f"one{i}.example": 1 for i in range(10)},
+               "hole.example": 3, "hole2.example": 1, "quiet.example": 3, "quiet2.example": 1,
+               "refused.example": 2, "err.example": 3, "limited.example": 3,
+               "big.example": 14},
+              {**{f"up{i}.example": "ok" for i in range(4)},
+               **{f"one{i}.example": "ok" for i in range(10)},
+               "hole.example": "blackhole", "hole2.example": "blackhole",
+               "quiet.example": "silent", "quiet2.example": "silent",
+               "refused.example": "refused", "err.example": "error5xx",
+               "limited.example": "ratelimited", "big.example": "ok"})
+
+
+@pytest.mark.parametrize("served", [BUDGET_WEB], indirect=True)
+@pytest.mark.parametrize("processes", [1, 2])
+def test_connections_never_exceed_the_budget_nor_the_per_host_cap(
+        served: HostWeb, tmp_path: Path, processes: int) -> None:
+    """--workers bounds every connection open at once: downloads, hosts' checks, connects
+    to black holes (counted from the kernel's socket table) and kept-alive idle ones; per
+    host, at most the cap."""
+    web = served
+    web.sample_s = 0.01
+    for host in web.hosts:
+        host.rtt = 0.02
+    source = web.write_list(tmp_path / "list.txt")
+    web.reset_counts()
+    df = C.collect(source, tmp_path / "out", **{**QUICK, "workers": 4, "per_host": 2,
+                                                "processes": processes})
+    peaks = web.connection_peaks()
+    assert peaks["total"] <= 4 and peaks["accepted"] <= 4, peaks
+    assert peaks["host"] <= 2, peaks
+    assert peaks["total"] >= 3, peaks                  # the budget was used, not just kept
+    if PROC_TCP.is_file():
+        assert peaks["connecting"] >= 1, peaks         # black holes' connects were counted
+    kind = web.truth()["kind"]
+    assert set(df.loc[kind == "ok", "status"]) <= {"ok", "duplicate"}     # 60 URLs, 40 photos
+    assert set(df.loc[kind.isin(["blackhole", "silent", "refused"]), "status"]) == {
+        HOST_UNREACHABLE}
+
+
+def test_a_full_budget_closes_the_idle_connection_used_longest_ago(tiny_demo: Path) -> None:
+    names = {"a.example": 2, "b.example": 2, "c.example": 1}
+    with make_web(tiny_demo, names, dict.fromkeys(names, "ok")) as web:
+        a1, a2, b1, b2, c1 = web.truth()["url"]
+        session = make_session(CollectSettings(retries=0), connections=2)
+        budget = session.get_adapter("http://").budget
+
+        def get(url: str) -> bytes:
+            return session.get(url, timeout=5).content
+
+        assert get(a1) and get(b1)
+        assert web.connection_peaks() | {"host_name": ""} == {
+            "total": 2, "host": 1, "host_name": "", "accepted": 2, "connecting": 0}
+        assert get(c1)                  # full: a's idle connection is closed
+        address = {h.name: h.address for h in web.hosts}
+        deadline = time.monotonic() + 5
+        while web.open[address["a.example"]] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert web.open[address["a.example"]] == 0 and web.open_total == 2
+        assert get(b2)                  # b's connection was kept alive
+        assert web.connections[address["b.example"]] == 1
+        assert (budget.peak, budget.evicted, budget.overdrawn) == (2, 1, 0)
+        assert get(a2)                  # a reconnects, closing c's (the oldest)
+        assert web.connections[address["a.example"]] == 2 and budget.held == 2
+        session.close()
+
+
+def test_the_dead_host_mix_scales_alone_and_nests() -> None:
+    names = [f"h{i}.example" for i in range(4000)]
+    hosts, _ = plan_hosts(names, len(names), seed=3)
+    mixes = {k: scale_dead(hosts, k, seed=3) for k in (0, 0.5, 1, 2)}
+    dead = {k: {h.name: h.kind for h in mix if h.kind in DEAD_KINDS} for k, mix in mixes.items()}
+    assert not dead[0] and [h.kind for h in mixes[1]] == [h.kind for h in hosts]
+    share = sum(DEFAULT_DEAD[k] for k in DEAD_KINDS)
+    assert len(dead[2]) == pytest.approx(2 * share * len(hosts), rel=0.1)
+    assert dead[0.5].items() <= dead[1].items() <= dead[2].items()      # same hosts, kinds
+    for mix in mixes.values():                       # 5xx, 429 and round trips stay
+        assert [(h.kind, h.rtt) for h in mix if h.kind in ("error5xx", "ratelimited")] == [
+            (h.kind, h.rtt) for h in hosts if h.kind in ("error5xx", "ratelimited")]
+    with pytest.raises(ValueError, match="between 0 and"):
+        scale_dead(hosts, 4)
 
 
 # ----------------------------------------------------------------------------- bad hosts

@@ -52,7 +52,8 @@ def test_export_round_trip_gives_the_same_top1(trained: Path, tmp_path: Path,  #
                                                fmt: str) -> None:
     from facelab.cli import main
     from facelab.learn.model import load_model
-    from facelab.learn.openset import open_scores, probs_and_embeddings, two_headed
+    from facelab.learn.openset import probs_and_embeddings, two_headed
+    from facelab.recognize.folder import read_model_folder
 
     model_dir = trained / "model"
     out = tmp_path / f"export-{fmt}"
@@ -71,8 +72,8 @@ def test_export_round_trip_gives_the_same_top1(trained: Path, tmp_path: Path,  #
     probs, feats = probs_and_embeddings(two_headed(load_model(model_dir / "model.keras")),
                                         [crops], flip_average=False)
     assert plain["top1"] == probs.argmax(1).tolist()
-    centroids = np.load(model_dir / "centroids.npy")
-    np.testing.assert_allclose(plain["score"], open_scores(probs, feats, centroids), atol=1e-4)
+    scorer = read_model_folder(model_dir).score_model         # centroids and gallery
+    np.testing.assert_allclose(plain["score"], scorer.scores(probs, feats), atol=1e-4)
     assert plain["k"] == probs.shape[1]
 
 

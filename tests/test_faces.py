@@ -278,7 +278,7 @@ def test_stage_statuses_rows_and_crops(staged):
         assert row["path"].startswith("faces/")
         assert "Anna" not in row["path"] and "alpha" not in row["path"].lower()
         with Image.open(out / row["path"]) as crop:
-            assert crop.size == (128, 128) and crop.format == "JPEG"
+            assert crop.size == (150, 150) and crop.format == "JPEG"   # a chip
         assert (out / row["photo_path"]).resolve() == (src / source.loc[_, "path"]).resolve()
         assert set(json.loads(row["landmarks"])) == {"left_eye", "right_eye"}
         assert parse_rect(row["box"]) is not None and row["confidence"] > 0.9

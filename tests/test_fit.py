@@ -43,12 +43,13 @@ def test_fit_cli_writes_everything_and_resumes(tmp_path: Path) -> None:
     crops = _crops(tmp_path / "crops")
     out = tmp_path / "out"
     first = sorted(p.name for p in crops.iterdir())[0]
-    status = main(["fit", str(crops), "--out", str(out), "--epochs", "2",
+    status = main(["fit", str(crops), "--out", str(out), "--arch", "cnn", "--epochs", "2",
                    "--image-size", "32", "--batch-size", "16", "--threshold", "50",
-                   "--head", "cosine", "--keep-known", first])
+                   "--head", "cosine", "--folds", "2", "--keep-known", first])
     assert status == 0
     openset = json.loads((out / "openset.json").read_text())
-    assert openset["never_held_out"] == [first]
+    assert openset["never_held_out"] == [first] and openset["folds"] == 2
+    assert first not in openset["held_out_in_turn"] and len(openset["held_out_in_turn"]) == 3
     for name in ("model.keras", "labels.json", "manifest.csv", "metrics.json",
                  "history.csv", "per_class.csv", "predictions.csv", *FIGURES):
         assert (out / name).is_file(), name
@@ -68,7 +69,8 @@ def test_fit_cli_writes_everything_and_resumes(tmp_path: Path) -> None:
     assert not metrics["alarm"]["fired"]
 
     # the same call again reuses the finished run (an interrupted one resumes: test_train)
-    again = fit(crops, out, epochs=2, image_size=32, batch_size=16, verbose=0)
+    again = fit(crops, out, arch="cnn", epochs=2, image_size=32, batch_size=16, verbose=0,
+                folds=2)
     assert again.train.initial_epoch == 2 and again.metrics["accuracy"] == metrics["accuracy"]
     assert again.manifest["split"].tolist() == manifest["split"].tolist()
 
@@ -115,8 +117,18 @@ def test_pairs_to_refine_and_pair_aware_refining(tmp_path: Path) -> None:
     before = [w.copy() for w in model.get_layer("softmax").get_weights()]
     stats = [w.copy() for w in model.get_layer("stem_bn").get_weights()]
     assert refine(model, df, LabelMap.from_names(names), [], image_size=32) is model
-    refine(model, df, label_map, [(a, b)], image_size=32, epochs=1, batch_size=8)
+    refine(model, df, label_map, [(a, b)], image_size=32, epochs=1, batch_size=8,
+           keep_best=False)
     after = model.get_layer("softmax").get_weights()
     assert not np.allclose(before[0], after[0])                 # trained
     frozen = model.get_layer("stem_bn").get_weights()
     assert all(np.allclose(x, y) for x, y in zip(stats, frozen, strict=True))   # BN frozen
+
+    # keep_best: validation scored before and after each epoch; no epoch beats the model
+    # as it came (a learning rate of 0 changes nothing), so that model is kept
+    start = [w.copy() for w in model.get_weights()]
+    refine(model, df, label_map, [(a, b)], image_size=32, epochs=2, batch_size=8, peak_lr=0.0)
+    history = model.history.history
+    assert len(history["val_lowest_recall"]) == len(history["val_balanced_accuracy"]) == 2
+    assert history["refined_epoch"] == [0]
+    assert all(np.allclose(x, y) for x, y in zip(start, model.get_weights(), strict=True))

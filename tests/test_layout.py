@@ -14,16 +14,17 @@ PACKAGE = Path(__file__).resolve().parent.parent / "facelab"
 
 # part of facelab -> the parts it may import (besides itself).  Base modules first, then the
 # stages in data-flow order; the tools at the top may import anything.
-BASE = {"facelab.io", "facelab.manifest", "facelab.lazy"}
+BASE = {"facelab.io", "facelab.manifest", "facelab.lazy", "facelab.lock"}
 ALLOWED: dict[str, set[str]] = {
     "facelab.io": set(),
     "facelab.lazy": set(),
+    "facelab.lock": set(),
     "facelab.manifest": {"facelab.io"},
     "facelab.collect": BASE,
     "facelab.faces": BASE | {"facelab.collect"},
     "facelab.data": BASE | {"facelab.collect"},   # collect.sources reads folders of crops
     "facelab.analysis": BASE | {"facelab.data"},
-    "facelab.learn": BASE | {"facelab.data", "facelab.analysis"},
+    "facelab.learn": BASE | {"facelab.data", "facelab.analysis", "facelab.faces"},
     "facelab.recognize": BASE | {"facelab.faces", "facelab.data", "facelab.learn",
                                  "facelab.analysis", "facelab.collect"},
     "facelab.demo": BASE | {"facelab.collect"},

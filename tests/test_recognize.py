@@ -85,9 +85,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
                          "status": "ok", "reason": ""})
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
     filter_faces(root, root / "faces", detector=SlotDetector(), crop_size=64,
-                 progress=False, verbose=False)
-    fit(root / "faces", root / "model", epochs=3, image_size=32, batch_size=16, verbose=0,
-        holdout=0.2)
+                 crop_style="square", progress=False, verbose=False)
+    fit(root / "faces", root / "model", arch="cnn", epochs=3, image_size=32, batch_size=16,
+        verbose=0, folds=2)
     return root
 
 
@@ -105,14 +105,16 @@ def test_fit_writes_what_predict_needs(trained: Path) -> None:
     assert faces["backend"] == "slots" and faces["crop_size"] == 64
     assert faces["detector_key"] == "slots-v1" and faces["detect_max_side"] == 640
     openset = json.loads((model / "openset.json").read_text())
-    held = openset["held_out_identities"]
-    assert len(held) == 1 and openset["method"] == "held-out identities"
+    held = openset["held_out_in_turn"]
+    assert openset["folds"] == 2 and openset["method"].startswith("people held out in rotation")
     labels = json.loads((model / "labels.json").read_text())
-    assert labels["num_classes"] == PEOPLE - 1
-    assert held[0] not in {c["name"] for c in labels["classes"]}
+    assert labels["num_classes"] == PEOPLE                      # everybody is in the model
+    assert set(held) == {c["name"] for c in labels["classes"]}  # ... and held out once
+    assert sorted(p for g in openset["fold_people"] for p in g) == sorted(held)
     assert 0 <= openset["threshold"] <= 1 and openset["target_far"] == 0.01
     assert openset["calibration"]["false_accept"] <= 0.01
     assert openset["test"]["unknown_faces"] >= 1 and "top-1" in openset["score"]
+    assert openset["score_k"] == 3 and openset["second_weight"] == 0.25
     curve = pd.read_csv(model / "openset_curve.csv")
     assert {"threshold", "false_accept", "false_reject", "correct_named"} <= set(curve.columns)
     assert curve["false_accept"].is_monotonic_decreasing

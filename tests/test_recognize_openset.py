@@ -1,4 +1,4 @@
-"""The open-set threshold: hold-out of identities, calibration for a false-accept rate."""
+"""The open-set threshold: identity folds, the score, calibration for a false-accept rate."""
 
 from __future__ import annotations
 
@@ -7,27 +7,48 @@ import pandas as pd
 import pytest
 
 from facelab.learn import openset
+from facelab.learn.folds import fold_strangers, identity_folds
 
 
-def test_holdout_count() -> None:
-    assert openset.holdout_count(52, 0.1) == 5
-    assert openset.holdout_count(8, 0.1) == 1            # at least one
-    assert openset.holdout_count(4, 0.1) == 0            # too few people to spare one
-    assert openset.holdout_count(52, 0.0) == 0
-    assert openset.holdout_count(6, 0.9) == 4            # always >= 2 known classes
-    with pytest.raises(ValueError, match="holdout"):
-        openset.holdout_count(10, 1.0)
+def test_identity_folds_hold_everyone_out_once_seeded() -> None:
+    people = [f"P{i:02d}" for i in range(20)]
+    groups = identity_folds(people, 5, seed=0)
+    assert len(groups) == 5 and all(len(g) == 4 for g in groups)
+    assert sorted(p for g in groups for p in g) == people        # everyone exactly once
+    assert groups == identity_folds(people, 5, seed=0)
+    assert groups != identity_folds(people, 5, seed=1)
+    assert identity_folds(people, 0) == []
 
 
-def test_hold_out_identities_is_seeded_and_whole() -> None:
-    df = pd.DataFrame({"person": [f"P{i}" for i in range(20) for _ in range(3)]})
-    known, held = openset.hold_out_identities(df, 0.1, seed=0)
-    again, held2 = openset.hold_out_identities(df, 0.1, seed=0)
-    assert held["person"].nunique() == 2 and held.equals(held2) and known.equals(again)
-    assert not set(known["person"]) & set(held["person"])
-    assert len(held) == 6                                 # every photo of a held-out person
-    _, other = openset.hold_out_identities(df, 0.1, seed=1)
-    assert set(other["person"]) != set(held["person"])
+def test_identity_folds_with_few_people_and_kept_people() -> None:
+    assert identity_folds(["a", "b"], 5) == []                  # a fold model needs 2 people
+    three = identity_folds(["a", "b", "c"], 2)
+    assert [len(g) for g in three] == [1, 1, 1]                 # groups shrink to leave 2
+    five = identity_folds(["a", "b", "c", "d", "e"], 5)
+    assert sorted(len(g) for g in five) == [1] * 5
+    kept = identity_folds([f"p{i}" for i in range(10)], 3, keep=["p0", "p1"])
+    assert not {"p0", "p1"} & {p for g in kept for p in g}
+    assert sum(len(g) for g in kept) == 8
+    with pytest.raises(ValueError, match="without faces here.*'p99'"):
+        identity_folds(["p00", "p01", "p02"], 2, keep=["p00", "p99"])
+    with pytest.raises(ValueError, match="folds -1"):
+        identity_folds(["a", "b", "c"], -1)
+
+
+def test_fold_strangers_scores_each_group_without_it() -> None:
+    faces = pd.DataFrame({"person": [p for p in "abcd" for _ in range(3)],
+                          "split": ["train", "val", "test"] * 4,
+                          "path": [f"{p}{i}.jpg" for p in "abcd" for i in range(3)]})
+    seen = []
+
+    def score_without(index: int, people: list[str], rows: pd.DataFrame) -> pd.DataFrame:
+        seen.append((index, people, sorted(set(rows["person"]))))
+        return rows.assign(predicted=people[0], score=0.5, correct=False)
+
+    table = fold_strangers(faces, [["a", "b"], ["c", "d"]], score_without)
+    assert seen == [(0, ["c", "d"], ["a", "b"]), (1, ["a", "b"], ["c", "d"])]
+    assert (table["set"] == "unknown_test").sum() == 4 and len(table) == 12
+    assert set(table.loc[table["split"] == "test", "set"]) == {"unknown_test"}
 
 
 @pytest.mark.parametrize("target", [0.01, 0.05, 0.2])
@@ -76,6 +97,21 @@ def test_scores_are_cosines_with_the_named_class() -> None:
     probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0.6, 0.4, 0.0]])
     s = openset.open_scores(probs, feats, centroids)
     assert s[0] == pytest.approx(1.0) and s[2] == pytest.approx(np.sqrt(0.5))
+
+
+def test_the_score_with_a_gallery_and_the_second_person() -> None:
+    gallery = openset.unit(np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.0, 1.0]]))
+    labels = np.array([0, 0, 1, 1])
+    model = openset.ScoreModel.from_training(gallery, labels, 2, k=1, second_weight=0.5)
+    probs = np.array([[0.9, 0.1], [0.1, 0.9]])
+    feats = np.array([[0.8, 0.6], [0.6, 0.8]])
+    # nearest own gallery face: 1.0 and 0.8; closest other centroid: cos with [0, 1], with
+    # the unit mean of [1, 0] and [0.8, 0.6]
+    other = openset.unit(np.array([[1.8, 0.6]]))[0]
+    expected = [1.0 - 0.5 * 0.6, 0.8 - 0.5 * float(np.dot([0.6, 0.8], other))]
+    assert model.scores(probs, feats) == pytest.approx(expected, abs=1e-6)
+    k2 = openset.ScoreModel.from_training(gallery, labels, 2, k=2, second_weight=0.0)
+    assert k2.scores(probs[:1], feats[:1])[0] == pytest.approx((0.8 + 1.0) / 2, abs=1e-6)
 
 
 def test_operating_points_and_stranger_summary() -> None:
@@ -130,13 +166,24 @@ def test_face_settings_travel_from_the_face_stage_to_the_model(tmp_path) -> None
         "face_settings"] is None
 
 
-def test_hold_out_identities_never_takes_kept_people() -> None:
-    df = pd.DataFrame({"person": [f"p{i:02d}" for i in range(20) for _ in range(3)]})
-    keep = [f"p{i:02d}" for i in range(10)]
-    _, held = openset.hold_out_identities(df, 0.1, seed=0, keep=keep)
-    assert held["person"].nunique() == 2 and not set(held["person"]) & set(keep)
-    assert openset.hold_out_identities(df, 0.1, seed=0, keep=())[1]["person"].nunique() == 2
-    with pytest.raises(ValueError, match="keep fewer"):
-        openset.hold_out_identities(df, 0.1, seed=0, keep=[f"p{i:02d}" for i in range(19)])
-    with pytest.raises(ValueError, match="without faces here.*'p99'"):
-        openset.hold_out_identities(df, 0.1, seed=0, keep=["p00", "p99"])
+def test_openset_roc_and_choosing_a_model_on_validation(tmp_path) -> None:
+    import json
+
+    from facelab.learn.compare import choose_model, openset_roc
+
+    known = pd.DataFrame({"score": [0.9, 0.8, 0.7, 0.6], "correct": [True, True, False, True]})
+    strangers = pd.DataFrame({"score": [0.75, 0.5]})
+    roc = openset_roc(known, strangers)
+    assert roc["threshold"].is_monotonic_decreasing
+    at = roc.set_index("threshold")
+    assert at.loc[0.8, "known_named"] == 0.5 and at.loc[0.8, "strangers_accepted"] == 0.0
+    assert at.loc[0.5, "known_named"] == 0.75 and at.loc[0.5, "strangers_accepted"] == 1.0
+    fits = {}
+    for label, val, test in (("a", 0.90, 0.99), ("b", 0.95, 0.50), ("c", 0.95, 0.60)):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "metrics.json").write_text(json.dumps(
+            {"val": {"balanced_accuracy": val}, "balanced_accuracy": test}))
+        fits[label] = tmp_path / label
+    assert choose_model(fits) == "b"      # validation decides (the first of a tie), not test
+    (tmp_path / "a" / "openset.json").write_text(json.dumps({"folds": 5}))
+    assert choose_model(fits) == "a"      # ... among models calibrated on held-out people

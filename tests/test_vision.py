@@ -225,10 +225,10 @@ def test_face_stage_with_vision_backend_is_cached(fake_vision, tmp_path):
         for r in payload["requests"]:
             with Image.open(io.BytesIO(base64.b64decode(r["image"]["content"]))) as im:
                 assert max(im.size) <= 640
-    # crops exist and are square JPEGs of the default size
+    # crops exist and are JPEG chips of the default size
     for path in df.loc[df["status"] == "ok", "path"]:
         with Image.open(out / path) as crop:
-            assert crop.size == (128, 128) and crop.format == "JPEG"
+            assert crop.size == (150, 150) and crop.format == "JPEG"
     # re-run of the stage: detections come from the stage cache; only the error retried
     df2 = faces.filter_faces(src, out, detector=det, progress=False, verbose=False)
     assert len(fake_vision.requests) == requests_after_first + 1

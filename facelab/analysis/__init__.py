@@ -1,8 +1,10 @@
 """Stage 8, bias analysis: is the model wrong evenly, or does one class take the others.
 
 ``predictions`` of a model on one split, ``bias`` (confusion, shares, per-class table, and
-the verdict: dominant classes, swallowed classes, one-way confused pairs); ``plots`` beside
-them.
+the verdict: dominant classes, swallowed classes, one-way confused pairs); ``labels`` takes
+names or ids in any usual container; ``reports`` (``report()``: one call from a predictions
+table to the verdict, tables and figures); ``explorer`` (``explore()``: the confusion matrix
+as a JupyterLab widget); ``plots`` and ``cli`` (``facelab bias``) beside them.
 """
 
 from facelab.lazy import lazy_exports
@@ -26,7 +28,10 @@ __getattr__, __all__ = lazy_exports(
             "bias_verdict",
             "summarise",
         ),
-        "predictions": ("predict_probs", "predict_split", "portraits"),
+        "labels": ("Labels", "encode_labels"),
+        "reports": ("Report", "report", "read_predictions"),
+        "explorer": ("Explorer", "explore"),
+        "predictions": ("predict_probs", "predict_split", "predictions_frame", "portraits"),
         "plots": (
             "plot_confusion",
             "plot_shares",
@@ -34,6 +39,8 @@ __getattr__, __all__ = lazy_exports(
             "plot_misclassified",
             "plot_top_losses",
             "plot_swallowed",
+            "plot_cell",
+            "report_figures",
         ),
     },
 )

@@ -22,7 +22,9 @@ module makes that symptom visible and testable:
 * :func:`bias_verdict` - the three checks and one verdict line;
 * :func:`summarise` - the numbers ``facelab fit`` writes to ``metrics.json``.
 
-TensorFlow is imported inside the functions that need it only.
+Labels are names or integer ids (lists, numpy arrays, pandas Series); ``names`` is optional
+(:func:`~facelab.analysis.encode_labels`).  TensorFlow is imported inside the functions that
+need it only.
 """
 
 from __future__ import annotations
@@ -35,39 +37,47 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from facelab.analysis.labels import LabelsLike, as_ids
+
 DEFAULT_THRESHOLD = 1.5
 
 
-def confusion(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int,
+def confusion(y_true: LabelsLike, y_pred: LabelsLike,
+              num_classes: int | Sequence[str] | None = None,
               normalize: bool = False) -> np.ndarray:
     """Confusion matrix: rows = true class, columns = predicted class.
 
     Args:
-        y_true: True ids.
-        y_pred: Predicted ids.
-        num_classes: K.
+        y_true: True labels (names or ids).
+        y_pred: Predicted labels.
+        num_classes: K (ids 0..K-1), or the class names in row order (default: the
+            labels' classes, sorted, as :func:`~facelab.analysis.encode_labels` finds them).
         normalize: Divide each row by its total (rows with no example stay 0).
     """
-    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(cm, (np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)), 1)
+    if isinstance(num_classes, (int, np.integer)):
+        num_classes = [str(i) for i in range(num_classes)]
+    y_true, y_pred, names = as_ids(y_true, y_pred, num_classes)
+    cm = np.zeros((len(names), len(names)), dtype=np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
     if not normalize:
         return cm
     totals = cm.sum(axis=1, keepdims=True)
     return np.divide(cm, totals, out=np.zeros(cm.shape), where=totals > 0)
 
 
-def share_table(y_true: Sequence[int], y_pred: Sequence[int],
-                names: Sequence[str]) -> pd.DataFrame:
+def share_table(y_true: LabelsLike, y_pred: LabelsLike,
+                names: Sequence[str] | None = None) -> pd.DataFrame:
     """Predicted-class share vs true share per class.
 
     Returns:
         Indexed by name: ``true_share``, ``predicted_share``, ``ratio`` (predicted /
         true; inf when a class that never occurs is predicted), sorted by ratio.
     """
+    y_true, y_pred, names = as_ids(y_true, y_pred, names)
     k = len(names)
     n = max(len(y_true), 1)
-    true = np.bincount(np.asarray(y_true, dtype=int), minlength=k)[:k] / n
-    pred = np.bincount(np.asarray(y_pred, dtype=int), minlength=k)[:k] / max(len(y_pred), 1)
+    true = np.bincount(y_true, minlength=k)[:k] / n
+    pred = np.bincount(y_pred, minlength=k)[:k] / max(len(y_pred), 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(true > 0, pred / np.where(true > 0, true, 1),
                          np.where(pred > 0, np.inf, 1.0))
@@ -76,11 +86,11 @@ def share_table(y_true: Sequence[int], y_pred: Sequence[int],
     return table.sort_values("ratio", ascending=False, kind="stable")
 
 
-def per_class_table(y_true: Sequence[int], y_pred: Sequence[int],
-                    names: Sequence[str]) -> pd.DataFrame:
+def per_class_table(y_true: LabelsLike, y_pred: LabelsLike,
+                    names: Sequence[str] | None = None) -> pd.DataFrame:
     """Precision, recall, F1, support and predicted count per class (worst recall first)."""
-    k = len(names)
-    cm = confusion(y_true, y_pred, k)
+    y_true, y_pred, names = as_ids(y_true, y_pred, names)
+    cm = confusion(y_true, y_pred, names)
     tp = np.diag(cm).astype(float)
     support = cm.sum(axis=1)
     predicted = cm.sum(axis=0)
@@ -95,16 +105,17 @@ def per_class_table(y_true: Sequence[int], y_pred: Sequence[int],
     return table.sort_values(["recall", "f1"], kind="stable")
 
 
-def confused_pairs(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str],
-                   top: int = 10) -> pd.DataFrame:
+def confused_pairs(y_true: LabelsLike, y_pred: LabelsLike,
+                   names: Sequence[str] | None = None, top: int = 10) -> pd.DataFrame:
     """List the most frequent (true, predicted) mistakes.
 
     Returns:
         Columns ``true``, ``predicted``, ``count``, ``share_of_true`` (the share of the
         true class's examples that went to that prediction), most frequent first.
     """
+    y_true, y_pred, names = as_ids(y_true, y_pred, names)
     k = len(names)
-    cm = confusion(y_true, y_pred, k)
+    cm = confusion(y_true, y_pred, names)
     support = cm.sum(axis=1)
     rows = [{"true": names[i], "predicted": names[j], "count": int(cm[i, j]),
              "share_of_true": cm[i, j] / support[i]}
@@ -146,15 +157,15 @@ class Alarm:
         return data
 
 
-def dominant_class_alarm(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str],
-                         threshold: float = DEFAULT_THRESHOLD,
+def dominant_class_alarm(y_true: LabelsLike, y_pred: LabelsLike,
+                         names: Sequence[str] | None = None, threshold: float = DEFAULT_THRESHOLD,
                          min_count: int = 3, min_excess: float | None = None) -> Alarm:
     """Check whether one class is predicted far more often than it occurs.
 
     Args:
-        y_true: True ids (the reference shares).
-        y_pred: Predicted ids.
-        names: Class names in id order.
+        y_true: True labels, names or ids (the reference shares).
+        y_pred: Predicted labels.
+        names: Class names in id order (default: the labels' classes, sorted).
         threshold: Fire when predicted share > ``threshold`` x true share (1.5 = 50% more
             often than it occurs; the post's "Brad Pitt" was about 40x).
         min_count: Ignore classes predicted fewer than this many times (tiny splits make
@@ -173,6 +184,7 @@ def dominant_class_alarm(y_true: Sequence[int], y_pred: Sequence[int], names: Se
     """
     if threshold <= 1:
         raise ValueError(f"threshold={threshold} must be > 1 (predicted / true share)")
+    y_true, y_pred, names = as_ids(y_true, y_pred, names)
     if len(y_pred) == 0:
         raise ValueError("no predictions to check")
     table = share_table(y_true, y_pred, names)
@@ -220,7 +232,10 @@ def _binomial_cdf(k: int, n: int, p: float) -> float:
         return 1.0
     if p >= 1.0:
         return 0.0
-    return float(sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k + 1)))
+    log_p, log_q, log_n = math.log(p), math.log1p(-p), math.lgamma(n + 1)
+    # in logs: math.comb(n, i) * p ** i overflows a float from a few thousand examples on
+    return float(min(1.0, sum(math.exp(log_n - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+                                       + i * log_p + (n - i) * log_q) for i in range(k + 1))))
 
 
 def _poisson_cdf(k: int, mean: float) -> float:
@@ -285,7 +300,8 @@ def _class_rows(cm: np.ndarray, names: Sequence[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def swallowed_class_alarm(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str],
+def swallowed_class_alarm(y_true: LabelsLike, y_pred: LabelsLike,
+                          names: Sequence[str] | None = None,
                           recall_factor: float = SWALLOW_RECALL_FACTOR,
                           share_ratio: float = SWALLOW_SHARE_RATIO, alpha: float = ALPHA,
                           min_support: int = MIN_SUPPORT) -> SwallowedAlarm:
@@ -304,9 +320,9 @@ def swallowed_class_alarm(y_true: Sequence[int], y_pred: Sequence[int], names: S
     were taken for (typically a look-alike).
 
     Args:
-        y_true: True ids.
-        y_pred: Predicted ids.
-        names: Class names in id order.
+        y_true: True labels (names or ids).
+        y_pred: Predicted labels.
+        names: Class names in id order (default: the labels' classes, sorted).
         recall_factor: Relative recall floor (0.5: half the median recall).
         share_ratio: Predicted / true share floor (1/3).
         alpha: Chance of a false alarm per check, over all K classes together.
@@ -315,8 +331,9 @@ def swallowed_class_alarm(y_true: Sequence[int], y_pred: Sequence[int], names: S
     Returns:
         A :class:`SwallowedAlarm`.
     """
+    y_true, y_pred, names = as_ids(y_true, y_pred, names)
     k = len(names)
-    rows = _class_rows(confusion(y_true, y_pred, k), names)
+    rows = _class_rows(confusion(y_true, y_pred, names), names)
     present = [r for r in rows if r["support"] > 0]
     if not present:
         raise ValueError("no examples to check")
@@ -375,7 +392,8 @@ class PairAlarm:
         return asdict(self)
 
 
-def one_way_pair_alarm(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str],
+def one_way_pair_alarm(y_true: LabelsLike, y_pred: LabelsLike,
+                       names: Sequence[str] | None = None,
                        min_share: float = PAIR_MIN_SHARE, min_count: int = PAIR_MIN_COUNT,
                        one_way_ratio: float = PAIR_ONE_WAY_RATIO) -> PairAlarm:
     """Find confused pairs that go one way (A -> B far more than B -> A).
@@ -386,9 +404,9 @@ def one_way_pair_alarm(y_true: Sequence[int], y_pred: Sequence[int], names: Sequ
     ``one_way_ratio`` x the share of B's examples that go B -> A.
 
     Args:
-        y_true: True ids.
-        y_pred: Predicted ids.
-        names: Class names in id order.
+        y_true: True labels (names or ids).
+        y_pred: Predicted labels.
+        names: Class names in id order (default: the labels' classes, sorted).
         min_share: Smallest share of A's examples taken for B (0.3).
         min_count: Smallest number of them (5).
         one_way_ratio: How much more one direction must weigh than the other (3).
@@ -396,7 +414,8 @@ def one_way_pair_alarm(y_true: Sequence[int], y_pred: Sequence[int], names: Sequ
     Returns:
         A :class:`PairAlarm`.
     """
-    cm = confusion(y_true, y_pred, len(names))
+    y_true, y_pred, names = as_ids(y_true, y_pred, names)
+    cm = confusion(y_true, y_pred, names)
     support = np.maximum(cm.sum(axis=1), 1)
     share = cm / support[:, None]
     pairs = []
@@ -449,20 +468,21 @@ class Verdict:
                 "swallowed": self.swallowed.to_dict(), "one_way_pairs": self.pairs.to_dict()}
 
 
-def bias_verdict(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str],
+def bias_verdict(y_true: LabelsLike, y_pred: LabelsLike, names: Sequence[str] | None = None,
                  threshold: float = DEFAULT_THRESHOLD) -> Verdict:
     """Run the three checks and write one verdict line a user can trust.
 
     Args:
-        y_true: True ids.
-        y_pred: Predicted ids.
-        names: Class names in id order.
+        y_true: True labels (names or ids).
+        y_pred: Predicted labels.
+        names: Class names in id order (default: the labels' classes, sorted).
         threshold: :func:`dominant_class_alarm`'s threshold (the other checks use their
             documented defaults).
 
     Returns:
         A :class:`Verdict`; its message starts with ``ALARM`` or ``ok``.
     """
+    y_true, y_pred, names = as_ids(y_true, y_pred, names)
     checks = {"dominant": dominant_class_alarm(y_true, y_pred, names, threshold),
               "swallowed": swallowed_class_alarm(y_true, y_pred, names),
               "one_way_pairs": one_way_pair_alarm(y_true, y_pred, names)}
@@ -481,7 +501,7 @@ def bias_verdict(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[s
                    checks["one_way_pairs"], message)
 
 
-def summarise(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str],
+def summarise(y_true: LabelsLike, y_pred: LabelsLike, names: Sequence[str] | None = None,
               threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
     """Compute the metrics ``facelab fit`` writes to ``metrics.json``.
 
@@ -491,8 +511,7 @@ def summarise(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str]
         ``max_share_ratio`` and ``alarm`` (:class:`Verdict` as a dict: ``fired``,
         ``fired_checks``, ``message``, ``dominant``, ``swallowed``, ``one_way_pairs``).
     """
-    y_true = np.asarray(y_true, dtype=int)
-    y_pred = np.asarray(y_pred, dtype=int)
+    y_true, y_pred, names = as_ids(y_true, y_pred, names)
     table = per_class_table(y_true, y_pred, names).loc[list(names)]
     present = table["support"] > 0
     shares = share_table(y_true, y_pred, names).loc[list(names)]

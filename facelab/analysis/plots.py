@@ -1,8 +1,8 @@
 """Figures of the bias analysis.
 
 Confusion matrix, predicted vs true shares and per-class recall (dominant and swallowed
-classes marked), misclassified faces, the most confident mistakes, and each swallowed class
-beside the class that absorbs it.
+classes marked), misclassified faces, the most confident mistakes, each swallowed class
+beside the class that absorbs it, the faces behind one cell, and a report's set of figures.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from facelab.analysis.bias import (
     per_class_table,
     share_table,
 )
+from facelab.analysis.labels import LabelsLike, as_ids
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -29,25 +30,27 @@ DOMINANT_COLOUR = "tab:red"
 SWALLOWED_COLOUR = "tab:orange"
 
 
-def plot_confusion(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str], *,
-                   normalize: bool = True, title: str = "", max_label: int = 22) -> Figure:
+def plot_confusion(y_true: LabelsLike, y_pred: LabelsLike,
+                   names: Sequence[str] | None = None, *, normalize: bool = True,
+                   title: str = "", max_label: int = 22) -> Figure:
     """Draw the confusion matrix, readable with 40+ classes.
 
     The figure grows with the number of classes, tick labels are shortened to
     ``max_label`` characters, and counts are written in the cells only when K <= 15.
 
     Args:
-        y_true: True ids.
-        y_pred: Predicted ids.
-        names: Class names in id order.
+        y_true: True labels (names or ids).
+        y_pred: Predicted labels.
+        names: Class names in id order (default: the labels' classes, sorted).
         normalize: Row-normalised (recall on the diagonal) instead of counts.
         title: Figure title.
         max_label: Longest tick label.
     """
     import matplotlib.pyplot as plt
 
+    y_true, y_pred, names = as_ids(y_true, y_pred, names)
     k = len(names)
-    cm = confusion(y_true, y_pred, k, normalize=normalize)
+    cm = confusion(y_true, y_pred, names, normalize=normalize)
     side = float(np.clip(0.22 * k + 2.5, 5, 16))
     fig, ax = plt.subplots(figsize=(side + 1.2, side))
     image = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1 if normalize else max(cm.max(), 1))
@@ -72,7 +75,7 @@ def plot_confusion(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence
     return fig
 
 
-def _marks(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str],
+def _marks(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str],
            threshold: float, verdict: Verdict | None) -> tuple[set[str], dict[str, str]]:
     """The dominant classes and the swallowed ones (-> their absorbers) of a verdict."""
     verdict = verdict or bias_verdict(y_true, y_pred, names, threshold)
@@ -105,8 +108,8 @@ def _legend_marks(ax: Any, dominant: bool, swallowed: bool) -> None:
     ax.legend(handles=handles, fontsize=8)
 
 
-def plot_shares(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str], *,
-                title: str = "", ax: Any = None, threshold: float = DEFAULT_THRESHOLD,
+def plot_shares(y_true: LabelsLike, y_pred: LabelsLike, names: Sequence[str] | None = None,
+                *, title: str = "", ax: Any = None, threshold: float = DEFAULT_THRESHOLD,
                 verdict: Verdict | None = None) -> Figure:
     """Bar chart of the predicted share per class against its true share.
 
@@ -115,14 +118,15 @@ def plot_shares(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[st
     classes are red, swallowed classes orange (:func:`~facelab.analysis.bias_verdict`).
 
     Args:
-        y_true: True ids.
-        y_pred: Predicted ids.
-        names: Class names in id order.
+        y_true: True labels (names or ids).
+        y_pred: Predicted labels.
+        names: Class names in id order (default: the labels' classes, sorted).
         title: Axis title.
         ax: Draw into this axis (default: a new figure).
         threshold: The dominant-class threshold (predicted / true share).
         verdict: A verdict already computed on these predictions (default: computed).
     """
+    y_true, y_pred, names = as_ids(y_true, y_pred, names)
     table = share_table(y_true, y_pred, names).loc[list(names)]
     k = len(names)
     fig, ax = _new_axis(ax, k)
@@ -145,23 +149,24 @@ def plot_shares(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[st
     return fig
 
 
-def plot_recall(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str], *,
-                title: str = "", ax: Any = None, threshold: float = DEFAULT_THRESHOLD,
+def plot_recall(y_true: LabelsLike, y_pred: LabelsLike, names: Sequence[str] | None = None,
+                *, title: str = "", ax: Any = None, threshold: float = DEFAULT_THRESHOLD,
                 verdict: Verdict | None = None, target: float | None = 0.5) -> Figure:
     """Per-class recall bars, sorted (worst first), with the alarm's classes marked.
 
     Swallowed classes are orange and labelled with their absorber; dominant classes red.
 
     Args:
-        y_true: True ids.
-        y_pred: Predicted ids.
-        names: Class names in id order.
+        y_true: True labels (names or ids).
+        y_pred: Predicted labels.
+        names: Class names in id order (default: the labels' classes, sorted).
         title: Axis title.
         ax: Draw into this axis (default: a new figure).
         threshold: The dominant-class threshold.
         verdict: A verdict already computed on these predictions (default: computed).
         target: Draw a horizontal line at this recall (``None``: none).
     """
+    y_true, y_pred, names = as_ids(y_true, y_pred, names)
     table = per_class_table(y_true, y_pred, names)
     table = table[table["support"] > 0].sort_values("recall", kind="stable")
     k = len(table)
@@ -219,13 +224,17 @@ def plot_misclassified(predictions: pd.DataFrame, n: int = 24, ncols: int = 8,
 
 
 def _show(ax: Any, path: str | None, title: str, colour: str = "black") -> None:
-    """Draw one image file into an axis (a blank panel when there is none)."""
+    """Draw one image file into an axis (a blank panel when there is none or it is unreadable)."""
     from PIL import Image
 
     ax.axis("off")
-    if path:
-        with Image.open(path) as img:
-            ax.imshow(np.asarray(img.convert("RGB")))
+    if isinstance(path, str) and path:
+        try:
+            with Image.open(path) as img:
+                ax.imshow(np.asarray(img.convert("RGB")))
+        except OSError:
+            ax.text(0.5, 0.5, "missing or\nunreadable", ha="center", va="center", fontsize=7,
+                    transform=ax.transAxes)
     ax.set_title(title, fontsize=7, color=colour)
 
 
@@ -305,3 +314,67 @@ def plot_swallowed(predictions: pd.DataFrame, verdict: Verdict, portraits: dict[
                  "then their faces named as the absorber", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_cell(predictions: pd.DataFrame, true: str, predicted: str, *, n: int = 24,
+              ncols: int = 8) -> Figure:
+    """Show the faces behind one cell of the confusion matrix (highest score first).
+
+    Args:
+        predictions: One row per face with ``person``, ``predicted`` and ``path`` (and
+            ``confidence``, when known): :func:`~facelab.analysis.predict_split`'s table or
+            :attr:`Report.predictions <facelab.analysis.Report>`.
+        true: The cell's true class.
+        predicted: Its predicted class.
+        n: Faces to show at most.
+        ncols: Columns of the grid.
+    """
+    import matplotlib.pyplot as plt
+
+    cell = predictions[(predictions["person"] == true) & (predictions["predicted"] == predicted)]
+    if "confidence" in cell:
+        cell = cell.sort_values("confidence", ascending=False, kind="stable")
+    shown = cell.head(n)
+    nrows = max(1, -(-len(shown) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.7 * ncols, 2.0 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (index, row) in zip(axes.flat, shown.iterrows(), strict=False):
+        score = row.get("confidence", np.nan)
+        _show(ax, row.get("path"), f"#{index}" + ("" if pd.isna(score) else f" ({score:.2f})"),
+              "black" if true == predicted else "tab:red")
+    if shown.empty:
+        axes.flat[0].text(0.5, 0.5, "no face in this cell", ha="center", va="center")
+    more = f", the {n} with the highest score" if len(cell) > n else ""
+    fig.suptitle(f"true {true!r} predicted as {predicted!r}: {len(cell)} face(s){more}",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def report_figures(predictions: pd.DataFrame, names: Sequence[str], verdict: Verdict, *,
+                   worst_cell: tuple[str, str] | None = None,
+                   threshold: float = DEFAULT_THRESHOLD) -> dict[str, Figure]:
+    """Draw the figures of :func:`~facelab.analysis.report`.
+
+    Args:
+        predictions: One row per example with ``true`` and ``pred`` ids (and ``path``,
+            ``confidence`` for the gallery): :attr:`Report.predictions`.
+        names: Class names in id order.
+        verdict: The verdict on these predictions (its classes are marked).
+        worst_cell: ``(true, predicted)`` of the cell to show the faces of.
+        threshold: The dominant-class threshold.
+
+    Returns:
+        File stem -> figure: ``confusion`` (row-normalised), ``confusion_counts``,
+        ``shares``, ``recall`` and, with image paths and a ``worst_cell``, ``worst_cell``.
+    """
+    true, pred = predictions["true"], predictions["pred"]
+    marks = {"threshold": threshold, "verdict": verdict}
+    figures = {"confusion": plot_confusion(true, pred, names),
+               "confusion_counts": plot_confusion(true, pred, names, normalize=False),
+               "shares": plot_shares(true, pred, names, **marks),
+               "recall": plot_recall(true, pred, names, **marks)}
+    if "path" in predictions and worst_cell is not None:
+        figures["worst_cell"] = plot_cell(predictions, *worst_cell)
+    return figures

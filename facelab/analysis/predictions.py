@@ -69,11 +69,24 @@ def predict_split(model: Any, manifest: pd.DataFrame, split: str, label_map: Lab
     ds = make_dataset(view, "val", image_size=image_size, batch_size=batch_size,
                       labels=label_map)
     probs = predict_probs(model, ds, flip_average=flip_average, batch_size=batch_size)
-    pred = probs.argmax(axis=1)
+    return predictions_frame(rows, probs, label_map)
+
+
+def predictions_frame(rows: pd.DataFrame, probs: np.ndarray, label_map: LabelMap
+                      ) -> pd.DataFrame:
+    """One row per face from probabilities already computed (see :func:`predict_split`).
+
+    Args:
+        rows: The faces (``path``, ``person``), in the order of ``probs``.
+        probs: [N, K] class probabilities.
+        label_map: The model's label map.
+    """
+    rows = rows.reset_index(drop=True)
+    pred = np.asarray(probs).argmax(axis=1)
     true = label_map.encode(rows["person"].tolist())
     return pd.DataFrame({"path": rows["path"], "person": rows["person"], "true": true,
                          "pred": pred, "predicted": [label_map.names[i] for i in pred],
-                         "confidence": probs.max(axis=1), "correct": pred == true})
+                         "confidence": np.asarray(probs).max(axis=1), "correct": pred == true})
 
 
 def portraits(manifest: pd.DataFrame, split: str = "train") -> dict[str, str]:

@@ -14,7 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "sub-folder of photos per person")
     parser.add_argument("--out", required=True, help="stage folder to write (images/, "
                         "manifest.csv, journal.jsonl); rerun the same command to resume")
-    parser.add_argument("--workers", type=int, default=16, help="concurrent downloads")
+    parser.add_argument("--workers", type=int, default=16,
+                        help="concurrent downloads, and the most connections open at once, "
+                        "host checks and kept-alive idle ones included (default 16)")
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="read timeout per attempt, seconds (default 10)")
     parser.add_argument("--connect-timeout", type=float, default=5.0,
@@ -41,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="worker processes sharing the --workers threads (default: one "
                         "per CPU, up to 8, for 500 URLs or more; 1: all in this process)")
     parser.add_argument("--per-host", type=int, default=2,
-                        help="URLs of one host in flight at once (polite default 2; 0: no cap)")
+                        help="URLs of one host in flight, and connections open to it, at once "
+                        "(polite default 2; 0: no cap)")
     parser.add_argument("--breaker", type=int, default=3,
                         help="after this many consecutive connection failures or timeouts of "
                         "one host, its other URLs end as host_unreachable without being tried "
@@ -49,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-retry-after", type=float, default=60.0,
                         help="longest Retry-After (429/503) wait honoured, seconds (default 60)")
     parser.add_argument("--no-probe", action="store_true",
-                        help="do not check each host first (a connect, and a HEAD for http) "
-                        "before sending its URLs to the workers")
+                        help="do not check each host first (its name looked up ahead, its "
+                        "first URL sent alone: a dead host ends at once); the breaker only")
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="collect only the I-th of N shards (split by host), e.g. 1/4; "
                         "join the shard folders with `facelab merge`")

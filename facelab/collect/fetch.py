@@ -52,6 +52,7 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 RETRY_LATER_STATUSES = (429, 503)
 _IN_THREAD_RETRY = tuple(s for s in RETRY_STATUSES if s not in RETRY_LATER_STATUSES)
 CHUNK = 64 * 1024
+ERROR_BODY_KEPT = 64 * 1024   # error answers up to this long are read to keep the connection
 USER_AGENT = "facelab-collect/0.1 (+research; PubFig-format list downloader)"
 HASH_SIDE = 64  # images are box-reduced to HASH_SIDE x HASH_SIDE before hashing (speed)
 
@@ -314,15 +315,17 @@ def _deadline_retry_class():
     return DeadlineRetry
 
 
-def _make_adapter(settings: CollectSettings):
+def _make_adapter(settings: CollectSettings, connections: int | None = None):
     """The HTTP adapter (connection pools, urllib3 ``Retry``) of a process's sessions.
 
     One adapter is shared by every thread of a run in a process (urllib3's pools are
     thread-safe), so a host's kept-alive connection serves whichever thread gets its next
     URL: on a web of slow hosts that saves a connection's round trip on most URLs.  It keeps
-    pools for ``2 x workers`` hosts, each up to the per-host cap of connections.
+    pools for ``2 x workers`` hosts, each up to the per-host cap of connections, and holds
+    at most ``connections`` (default ``workers``) open at once, idle ones included
+    (:mod:`facelab.collect.connections`).
     """
-    from requests.adapters import HTTPAdapter
+    from facelab.collect.connections import ConnectionBudget, budget_adapter
 
     retry = _deadline_retry_class()(
         total=settings.retries, connect=settings.retries, read=settings.retries,
@@ -331,11 +334,13 @@ def _make_adapter(settings: CollectSettings):
         status_forcelist=_IN_THREAD_RETRY, allowed_methods=frozenset({"GET", "HEAD"}),
         raise_on_status=False, respect_retry_after_header=False)
     per_host = min(settings.per_host or settings.workers, settings.workers)
-    return HTTPAdapter(max_retries=retry, pool_connections=max(8, 2 * settings.workers),
-                       pool_maxsize=max(2, per_host))
+    budget = ConnectionBudget(connections or settings.workers)
+    return budget_adapter(budget, max_retries=retry,
+                          pool_connections=max(8, 2 * settings.workers), pool_maxsize=per_host)
 
 
-def make_session(settings: CollectSettings, adapter: Any = None):
+def make_session(settings: CollectSettings, adapter: Any = None,
+                 connections: int | None = None):
     """Make a ``requests.Session`` with urllib3 ``Retry`` (backoff on 5xx, connection errors).
 
     429 and 503 are not retried here: they come back to the host scheduler, which honours
@@ -345,13 +350,14 @@ def make_session(settings: CollectSettings, adapter: Any = None):
         settings: Retries, backoff, redirect limit and user agent.
         adapter: The ``HTTPAdapter`` to mount (shared by the threads of a run; default: a
             new one).
+        connections: A new adapter's connection budget (default ``settings.workers``).
 
     Returns:
         The session (one per worker thread; its adapter may be shared).
     """
     import requests
 
-    adapter = adapter if adapter is not None else _make_adapter(settings)
+    adapter = adapter if adapter is not None else _make_adapter(settings, connections)
     session = requests.Session()
     # proxies from the environment are read once here, not per request (trust_env costs
     # a netrc lookup and proxy-bypass checks on every call)
@@ -529,6 +535,21 @@ def _send(url: str, settings: CollectSettings, session, read_timeout: float, don
                    host_failure="connection") from None
 
 
+def _keep_alive(response) -> None:
+    """Read a short error answer's body (announced, up to 64 KB), so its connection stays open.
+
+    A response closed unread closes its connection: the host's next URL would pay a new
+    connection's round trip, and under the connection budget another slot.
+    """
+    announced = response.headers.get("Content-Length", "")
+    if not announced.isdigit() or int(announced) > ERROR_BODY_KEPT:
+        return
+    with contextlib.suppress(Exception):
+        while (response.raw.read1(CHUNK, decode_content=False)
+               and time.monotonic() < _local.deadline):
+            pass
+
+
 def _check_answer(response, settings: CollectSettings, done) -> str:
     """Raise ``_Done`` for an HTTP error or an announced oversize; return the announced length."""
     code = response.status_code
@@ -536,6 +557,7 @@ def _check_answer(response, settings: CollectSettings, done) -> str:
         extra: dict[str, Any] = {"http_status": code}
         if code in RETRY_LATER_STATUSES:
             extra["retry_after"] = retry_after_seconds(response.headers.get("Retry-After"))
+        _keep_alive(response)
         raise done(HTTP_ERROR, f"HTTP {code} {response.reason or ''}".strip(), **extra)
     announced = response.headers.get("Content-Length", "")
     if announced.isdigit() and int(announced) > settings.max_bytes:
@@ -689,17 +711,18 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="facelab-parent-watch", daemon=True).start()
 
 
-def _warm_up(settings: CollectSettings):
-    """Import the HTTP stack, Pillow's decoders and NumPy now, while the parent probes hosts.
+def _warm_up(settings: CollectSettings, threads: int):
+    """Import the HTTP stack, Pillow's decoders and NumPy now, while the parent starts.
 
     Returns:
-        The run's first session (its adapter is the one every thread shares).
+        The run's first session (its adapter, with a budget of ``threads`` connections, is
+        the one every thread shares).
     """
     from PIL import Image
 
     Image.preinit()          # the common decoders (JPEG, PNG, GIF, BMP)
     _dct_matrix()            # NumPy
-    return make_session(settings)
+    return make_session(settings, connections=threads)
 
 
 def worker_process(conn, settings: CollectSettings, images_dir: Path, threads: int,
@@ -722,7 +745,7 @@ def worker_process(conn, settings: CollectSettings, images_dir: Path, threads: i
     """
     _exit_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sessions: list = [_warm_up(settings)]
+    sessions: list = [_warm_up(settings, threads)]
     receiving, sending = threading.Lock(), threading.Lock()
 
     def send(message: Outcome | str) -> bool:

@@ -1,4 +1,4 @@
-"""Host-aware scheduling of a collection: per-host cap, busiest host first, circuit breaker.
+"""Host-aware scheduling of a collection: per-host cap, longest work first, circuit breaker.
 
 A real PubFig list spreads its URLs over thousands of hosts, most with a handful of URLs and
 many long dead.  :class:`HostScheduler` decides which URL goes out next:
@@ -6,15 +6,23 @@ many long dead.  :class:`HostScheduler` decides which URL goes out next:
 * **per-host cap** (``per_host``, polite default 2): at most that many URLs of one host are
   downloading at once, so one slow host never holds all the workers, and no host is
   hammered (a URL whose body is in gives its slot back before its decode: :meth:`release`);
-* **busiest host first**: among hosts with a free slot, the one with the most URLs left goes
-  first (the longest job first keeps the busiest host at its cap from start to end, which
-  is what bounds the wall time); the others fill the remaining workers;
-* **connect probe** (``probe``, default on): every host is first connect-checked, hundreds
-  at once without holding a worker (:mod:`facelab.collect.probe`); a host's URLs go out
-  once it accepts a connection, and a host that refuses, does not resolve or never
-  completes a connect (``retries + 1`` attempts) ends at once: all its URLs become
-  ``host_unreachable`` rows.  This is what saves the hosts with one or two URLs, which no
-  breaker can; it is skipped where requests would go through a proxy;
+  its connections, kept-alive idle ones included, live in one worker process's pool of at
+  most that many (:mod:`facelab.collect.workers`);
+* **longest work first**: among hosts with a free slot, the one with the most work left goes
+  first: its URLs over its cap times the run's seconds per URL, so the busiest host stays at
+  its cap from start to end (what bounds the wall time) and the others fill the remaining
+  workers; a host not yet checked counts its check as a dead host's whole timeout, so those
+  waits start early instead of idling the other connections at the end of the run, and a
+  host whose rounds take as long as all the work left over the workers goes before any;
+* **connect check** (``probe``, default on): every connection counts against the one
+  budget of ``workers`` (:mod:`facelab.collect.connections`), so a host is checked by its
+  first URL, sent alone: until the host has answered, at most one of its URLs is out.  If
+  that URL finds the host dead (refused, connect timeout: ``retries + 1`` attempts; or
+  connected and no answer within the read timeout), the host ends at once: that URL and
+  all its others become ``host_unreachable`` rows.  Host names are looked up ahead, many at
+  once and without a connection (:mod:`facelab.collect.probe`): a name that does not
+  resolve ends its host before any URL goes out.  This is what saves the hosts with one or
+  two URLs, which no breaker can; it is skipped where requests would go through a proxy;
 * **circuit breaker** (``breaker``, default 3): after that many consecutive failures of one
   host before any answer (DNS, refused, connect timeout, reset; read timeouts too while the
   host has never answered), its remaining URLs end at once as ``host_unreachable`` rows
@@ -51,7 +59,7 @@ from facelab.collect.fetch import (
     CollectSettings,
     Outcome,
 )
-from facelab.collect.probe import HostProber
+from facelab.collect.probe import HostResolver, needs_lookup
 from facelab.manifest import OK
 
 HOST_UNREACHABLE = "host_unreachable"
@@ -59,6 +67,12 @@ HOST_UNREACHABLE = "host_unreachable"
 
 # failure kinds (``extra["host_failure"]`` of an outcome) that always count for the breaker
 CONNECT_FAILURES = ("dns", "refused", "connect_timeout", "connection")
+
+
+# failure kinds of a host's first URL that end the host at once (its connect check)
+DEAD_ON_FIRST = {"dns": "host name not resolved", "refused": "connection refused",
+                 "connect_timeout": "connect timed out",
+                 "read_timeout": "accepted the connection but sent no answer"}
 
 
 FILE_HOST = ""   # the pseudo-host of local files (no cap, no breaker)
@@ -106,8 +120,10 @@ class _Host:
     answered: bool = False
     failures: list[str] = field(default_factory=list)   # consecutive, newest last
     dead: str = ""
-    up: bool = True                  # False while its connect probe is out
-    target: tuple[str, int, str] | None = None   # (host name, port, path to HEAD) to probe
+    up: bool = True                  # False while its name is being looked up
+    checked: bool = True             # False until its first URL shows it is alive
+    boosted: int = -1                # queued when last pushed as critical (see _promote)
+    target: tuple[str, int] | None = None   # (host name, port) to look up
 
 
 class HostScheduler:
@@ -129,7 +145,7 @@ class HostScheduler:
         self.retry_waits = 0
         self.tripped = 0
         self.probing = 0
-        self.prober: HostProber | None = None
+        self.prober: HostResolver | None = None
         self._released: set[str] = set()     # keys whose host slot came back early
         for job in jobs:
             name = host_of(job[1])
@@ -140,32 +156,39 @@ class HostScheduler:
             host.queue.append(job)
             self.host_of_key[job[0]] = host
         self.queued = sum(len(h.queue) for h in self.hosts.values())
-        self._ready: list[tuple[int, int, str]] = []     # (-queued, order, name), lazy
+        self.per_url = 0.5        # seconds per URL (moving average of the photos fetched)
+        self.checks = [1, 10]     # [dead, all] first URLs of hosts (a prior of 1 in 10)
+        self._unchecked = 0
+        self._long: dict[str, _Host] = {}     # hosts whose URLs outlast a dead host's check
+        # (-seconds of work, order, name, queued, checked): stale when those two changed
+        self._ready: list[tuple[float, int, str, int, bool]] = []
         self._paused: list[tuple[float, int, str]] = []  # (not_before, order, name)
         for host in self.hosts.values():
             self._push(host)
 
-    # ------------------------------------------------------------------ probing
+    # ------------------------------------------------------------------ checking hosts
     def start_probes(self) -> None:
-        """Start connect-checking every host (busiest first) when ``settings.probe``."""
+        """Check hosts when ``settings.probe``: names looked up ahead, first URLs alone."""
         if not self.settings.probe or _proxied():
             return
         targets = []
         for host in sorted(self.hosts.values(), key=lambda h: (-len(h.queue), h.order)):
-            if host.target is not None:
+            if host.target is None:
+                continue
+            host.checked = False
+            self._unchecked += 1
+            if needs_lookup(host.target[0]):
                 host.up = False
                 targets.append((host.name, *host.target))
         self.probing = len(targets)
-        self._ready = [entry for entry in self._ready if self.hosts[entry[2]].up]
-        heapq.heapify(self._ready)
+        self._ready = []
+        for host in self.hosts.values():
+            self._push(host)
         if targets:
-            self.prober = HostProber(targets, self.settings.connect_timeout,
-                                     attempts=self.settings.retries + 1,
-                                     read_timeout=self.settings.timeout,
-                                     user_agent=self.settings.user_agent)
+            self.prober = HostResolver(targets)
 
     def poll(self) -> list[Outcome]:
-        """Take in finished probes: hosts that answer may go; dead ones end as rows."""
+        """Take in finished look-ups: hosts that resolve may go; the others end as rows."""
         ended: list[Outcome] = []
         while self.prober is not None and self.probing:
             try:
@@ -181,7 +204,7 @@ class HostScheduler:
                 self._push(host)
                 continue
             host.failures.append(f"{kind}: {reason}")
-            ended.extend(self._trip(host, f"connect probe failed: {reason}", kind, seconds))
+            ended.extend(self._trip(host, f"name look-up failed: {reason}", kind, seconds))
         return ended
 
     def _unprobed(self) -> None:
@@ -192,14 +215,18 @@ class HostScheduler:
                 self._push(host)
 
     def close(self) -> None:
-        """Stop the prober."""
+        """Stop the look-ups."""
         if self.prober is not None:
             self.prober.close()
 
     # ------------------------------------------------------------------ handing out
     def _cap(self, host: _Host) -> int:
+        if host.name == FILE_HOST:
+            return 0
+        if not host.checked:               # its first URL is its connect check: alone
+            return 1
         cap = self.settings.per_host
-        return 0 if host.name == FILE_HOST or cap <= 0 else cap
+        return 0 if cap <= 0 else cap
 
     def _push(self, host: _Host) -> None:
         if not host.queue or host.dead or not host.up:
@@ -210,7 +237,51 @@ class HostScheduler:
         cap = self._cap(host)
         if cap and host.in_flight >= cap:
             return
-        heapq.heappush(self._ready, (-len(host.queue), host.order, host.name))
+        work = self._work(host)
+        if host.checked and work > self._worst():
+            self._long[host.name] = host
+        heapq.heappush(self._ready, (-work, host.order, host.name, len(host.queue),
+                                     host.checked))
+
+    def _worst(self) -> float:
+        """Seconds a dead host's check may take (connect or read timeouts, retried)."""
+        return min(self.settings.total_deadline, (self.settings.retries + 1)
+                   * max(self.settings.connect_timeout, self.settings.timeout))
+
+    def _promote(self) -> None:
+        """Put first the hosts whose URLs would otherwise end last.
+
+        A host's URLs go one round of its cap after another; when that takes as long as all
+        the work left spread over the workers, the host must not wait any more.
+        """
+        if not self._long:
+            return
+        dead, seen = self.checks
+        left = (self.queued * self.per_url + self._unchecked * dead / seen * self._worst()
+                ) / self.settings.workers
+        for name, host in list(self._long.items()):
+            if not host.queue or host.dead:
+                del self._long[name]
+                continue
+            work = self._work(host)
+            if work >= left and host.boosted != len(host.queue) and host.up:
+                host.boosted = len(host.queue)
+                heapq.heappush(self._ready, (-(work + self._worst()), host.order, host.name,
+                                             len(host.queue), host.checked))
+
+    def _work(self, host: _Host) -> float:
+        """Seconds of work a host holds: the longest goes first.
+
+        A checked host's URLs take rounds of its cap, one after another (the busiest host,
+        at its cap from start to end, bounds the wall time).  An unchecked host's first URL
+        may wait out a dead host's timeouts: those waits start early, not at the end of the
+        run where they would leave the other connections idle.
+        """
+        queued = len(host.queue)
+        if host.checked:
+            return queued / max(1, self._cap(host) or queued) * self.per_url
+        return self._worst() + (queued - 1) / max(1, self.settings.per_host or queued
+                                                  ) * self.per_url
 
     def _wake(self) -> None:
         now = self.clock()
@@ -218,22 +289,37 @@ class HostScheduler:
             _, _, name = heapq.heappop(self._paused)
             self._push(self.hosts[name])
 
-    def take(self) -> tuple[str, Any] | None:
-        """The next job to send (busiest eligible host first), or ``None`` for now."""
+    def take(self, allowed: Callable[[str], bool] | None = None) -> tuple[str, Any] | None:
+        """The next job to send (busiest eligible host first), or ``None`` for now.
+
+        Args:
+            allowed: Hosts (names) that may be sent to now (default: all), e.g. those
+                whose worker process has a free thread.
+        """
         self._wake()
-        while self._ready:
-            minus_queued, _, name = heapq.heappop(self._ready)
-            host = self.hosts[name]
-            cap = self._cap(host)
-            if (-minus_queued != len(host.queue) or not host.queue or host.dead or not host.up
-                    or (cap and host.in_flight >= cap) or host.not_before > self.clock()):
-                continue                      # a stale entry: the host is pushed anew
-            job = host.queue.popleft()
-            host.in_flight += 1
-            self.queued -= 1
-            self._push(host)
-            return job
-        return None
+        self._promote()
+        skipped = []
+        try:
+            while self._ready:
+                entry = heapq.heappop(self._ready)
+                host = self.hosts[entry[2]]
+                cap = self._cap(host)
+                if (entry[3] != len(host.queue) or entry[4] != host.checked or not host.queue
+                        or host.dead or not host.up or (cap and host.in_flight >= cap)
+                        or host.not_before > self.clock()):
+                    continue                      # a stale entry: the host is pushed anew
+                if allowed is not None and not allowed(host.name):
+                    skipped.append(entry)
+                    continue
+                job = host.queue.popleft()
+                host.in_flight += 1
+                self.queued -= 1
+                self._push(host)
+                return job
+            return None
+        finally:
+            for entry in skipped:
+                heapq.heappush(self._ready, entry)
 
     def host_name(self, key: str) -> str:
         """The host of a job's key (``""`` for one not scheduled here)."""
@@ -259,6 +345,7 @@ class HostScheduler:
             return
         self._released.add(key)
         host.in_flight = max(0, host.in_flight - 1)
+        self._checked(host, dead=False)       # a body came: the host is alive
         self._push(host)
 
     def finish(self, outcome: Outcome) -> list[Outcome]:
@@ -270,12 +357,21 @@ class HostScheduler:
             self._released.discard(outcome.key)
         else:
             host.in_flight = max(0, host.in_flight - 1)
+        kind = outcome.extra.get("host_failure") if outcome.extra else None
+        if not host.checked:
+            if kind in DEAD_ON_FIRST:
+                self._checked(host, dead=True)
+                host.failures.append(f"{kind}: {outcome.reason[:120]}")
+                return self._trip(host, f"{DEAD_ON_FIRST[kind]} (its first URL, the connect "
+                                  f"check: {outcome.reason[:160]})", first=outcome)
+            self._checked(host, dead=False)
+        if outcome.status == OK:
+            self.per_url += 0.1 * (outcome.seconds - self.per_url)
         retry = self._retry_later(host, outcome)
         if retry:
             self._push(host)
             return []
         written = [self._with_waits(outcome)]
-        kind = outcome.extra.get("host_failure") if outcome.extra else None
         if kind and (kind in CONNECT_FAILURES or not host.answered):
             host.failures.append(f"{kind}: {outcome.reason[:120]}")
             limit = self.settings.breaker
@@ -289,6 +385,14 @@ class HostScheduler:
             host.failures.clear()
         self._push(host)
         return written
+
+    def _checked(self, host: _Host, dead: bool) -> None:
+        """A host's first URL has told whether it is alive."""
+        if not host.checked:
+            host.checked = True
+            self._unchecked -= 1
+            self.checks[0] += dead
+            self.checks[1] += 1
 
     def _with_waits(self, outcome: Outcome) -> Outcome:
         waits = self.waits.pop(outcome.key, 0)
@@ -324,17 +428,23 @@ class HostScheduler:
         self.queued += 1
         return True
 
-    def _trip(self, host: _Host, why: str, kind: str = "",
-              seconds: float = 0.0) -> list[Outcome]:
+    def _trip(self, host: _Host, why: str, kind: str = "", seconds: float = 0.0,
+              first: Outcome | None = None) -> list[Outcome]:
         """Open the breaker: every queued URL of the host ends as ``host_unreachable``.
 
-        The first row carries the probe's failure kind and time (``kind``, ``seconds``),
-        so the per-host view counts it.
+        The first row carries the failure's kind and time (``kind``, ``seconds``, or those
+        of ``first``: the URL that found the host dead, which ends as ``host_unreachable``
+        too), so the per-host view counts it.
         """
-        host.dead = (f"host {host.name} unreachable: {why}; not tried (--retry-failed tries "
+        rest = "the rest not tried" if first is not None else "not tried"
+        host.dead = (f"host {host.name} unreachable: {why}; {rest} (--retry-failed tries "
                      "again)")
         self.tripped += 1
         ended = []
+        if first is not None:
+            ended.append(self._with_waits(Outcome(first.key, HOST_UNREACHABLE, host.dead,
+                                                  seconds=first.seconds,
+                                                  extra=dict(first.extra))))
         while host.queue:
             key, _ = host.queue.popleft()
             self.queued -= 1
@@ -345,12 +455,8 @@ class HostScheduler:
         return ended
 
 
-def _probe_target(target: Any) -> tuple[str, int, str] | None:
-    """``(host, port, path)`` to probe for a URL (``None``: a file, or unparsable).
-
-    ``path`` is what the probe sends a ``HEAD`` for: plain HTTP only (``""`` for https,
-    where only the connection is checked).
-    """
+def _probe_target(target: Any) -> tuple[str, int] | None:
+    """``(host, port)`` to look up for a URL (``None``: a file, or unparsable)."""
     if isinstance(target, Path):
         return None
     try:
@@ -361,10 +467,7 @@ def _probe_target(target: Any) -> tuple[str, int, str] | None:
     scheme = parts.scheme.lower()
     if not host or scheme not in ("http", "https"):
         return None
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    if scheme == "https" or any(c in path for c in " \r\n"):
-        path = ""
-    return host, port or (443 if scheme == "https" else 80), path
+    return host, port or (443 if scheme == "https" else 80)
 
 
 def _proxied() -> bool:

@@ -151,13 +151,14 @@ def plot_hosts(hosts: pd.DataFrame | str | os.PathLike[str], top: int = 15, axes
         The two axes.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if not isinstance(hosts, pd.DataFrame):
         path = Path(hosts)
         hosts = pd.read_csv(path / "hosts.csv" if path.is_dir() else path)
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(12, 0.3 * min(top, len(hosts)) + 2.5),
-                               gridspec_kw={"width_ratios": [2, 1]})
+        _, axes = plt.subplots(1, 2, figsize=(12, 0.3 * min(top, len(hosts)) + 3),
+                               gridspec_kw={"width_ratios": [2, 1]}, layout="constrained")
     slow_ax, kind_ax = axes
     slow = hosts.sort_values("seconds", ascending=False).head(top).iloc[::-1]
     lost = slow["timeout_seconds"].clip(upper=slow["seconds"])
@@ -167,9 +168,12 @@ def plot_hosts(hosts: pd.DataFrame | str | os.PathLike[str], top: int = 15, axes
     for y, (_, row) in enumerate(slow.iterrows()):
         slow_ax.text(row["seconds"], y, f" {row['urls']} URLs / {row['ok']} ok"
                      + (" (dead)" if row["dead"] else ""), va="center", fontsize=7)
+    slow_ax.set_xlim(0, max(float(slow["seconds"].max()), 1e-3) * 1.35)   # room for labels
     slow_ax.set_xlabel("seconds spent on the host's URLs (summed over workers)")
-    slow_ax.set_title(f"the {len(slow)} slowest of {len(hosts)} hosts")
-    slow_ax.legend(loc="lower right", fontsize=8)
+    slow_ax.set_title(f"the {len(slow)} slowest of {len(hosts)} hosts" if len(hosts) > len(slow)
+                      else f"{len(hosts)} host{'' if len(hosts) == 1 else 's'}", loc="left")
+    slow_ax.legend(loc="lower right", bbox_to_anchor=(1, 1), ncols=2, fontsize=8,
+                   frameon=False)
     slow_ax.tick_params(axis="y", labelsize=7)
     outcome = pd.Series("answered", index=hosts.index)
     outcome[~hosts["answered"].astype(bool)] = "never answered"
@@ -178,10 +182,10 @@ def plot_hosts(hosts: pd.DataFrame | str | os.PathLike[str], top: int = 15, axes
     counts = outcome.value_counts().reindex(order, fill_value=0)
     urls = hosts.groupby(outcome)["urls"].sum().reindex(order, fill_value=0)
     bars = kind_ax.bar(order, counts, color=["tab:green", "tab:orange", "tab:red"])
-    kind_ax.bar_label(bars, labels=[f"{c} hosts\n{u} URLs" for c, u in zip(counts, urls,
-                                                                           strict=True)],
-                      fontsize=8)
+    kind_ax.bar_label(bars, labels=[f"{c} host{'' if c == 1 else 's'}\n{u} URLs"
+                                    for c, u in zip(counts, urls, strict=True)], fontsize=8)
     kind_ax.set_ylabel("hosts")
+    kind_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     kind_ax.set_title(f"{hosts['timeout_seconds'].sum():.0f} s lost to timeouts in all")
     kind_ax.tick_params(axis="x", labelsize=8, rotation=15)
     kind_ax.margins(y=0.25)

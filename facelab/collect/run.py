@@ -58,6 +58,7 @@ from facelab.collect.hosts import HOST_COLUMNS, HOST_UNREACHABLE, host_of, host_
 from facelab.collect.journal import Journal, read_journal
 from facelab.collect.sources import BAD_ROW, read_folder, read_pubfig_list
 from facelab.collect.workers import choose_processes, run_jobs
+from facelab.lock import FolderLock, lock_folder
 from facelab.manifest import OK, write_manifest
 
 # every row ends in exactly one of these
@@ -282,19 +283,28 @@ def _plan(source: str | os.PathLike[str], limit: int | None,
     return _Plan(records, keys, pre, folder)
 
 
-def _check_out(out: str | os.PathLike[str], folder: Path | None) -> Path:
-    """Resolve ``out``, refuse impossible ones, create ``images/`` and drop stale temp files."""
+def _check_out(out: str | os.PathLike[str], folder: Path | None, what: str) -> FolderLock:
+    """Refuse impossible ``out``s, lock it, create ``images/`` and drop stale temp files.
+
+    Returns:
+        The held lock (``.folder``: ``out`` resolved); a second writer is refused here.
+    """
     out = Path(out).resolve()
     if folder is not None and out.is_relative_to(folder.resolve()):
         raise ValueError(f"--out {out} is inside the source folder {folder}: choose a folder "
                          "outside it")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
-    images_dir = out / IMAGES_DIR
-    images_dir.mkdir(parents=True, exist_ok=True)
-    for stale in images_dir.glob(".*.tmp"):   # temp files of a killed run
-        stale.unlink(missing_ok=True)
-    return out
+    held = lock_folder(out, what)
+    try:
+        images_dir = out / IMAGES_DIR
+        images_dir.mkdir(parents=True, exist_ok=True)
+        for stale in images_dir.glob(".*.tmp"):   # temp files of a killed run
+            stale.unlink(missing_ok=True)
+    except BaseException:
+        held.release()
+        raise
+    return held
 
 
 def _usable_entries(out: Path, retry_failed: bool) -> dict[str, dict[str, Any]]:
@@ -382,7 +392,8 @@ def collect(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
         source: A PubFig-format URL list, or a folder with one sub-folder per person.
         out: The stage folder (``images/``, ``manifest.csv``, ``journal.jsonl``,
             ``hosts.csv``).
-        workers: Concurrent downloads (threads, in all processes together).
+        workers: Concurrent downloads (threads, in all processes together), and the most
+            connections open at once, idle kept-alive ones included.
         timeout: Read timeout per attempt, seconds.
         connect_timeout: Connect timeout per attempt, seconds.
         deadline: Total seconds per URL, retries included (default ``3 * timeout``).
@@ -412,8 +423,8 @@ def collect(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
         breaker: Consecutive failures after which a host's remaining URLs end as
             ``host_unreachable`` without being tried (0: never).
         max_retry_after: Longest ``Retry-After`` wait honoured, seconds.
-        probe: Check every host first (connect, and a ``HEAD`` for plain HTTP), many at
-            once, so dead hosts end without holding a worker.
+        probe: Check every host first: its name looked up ahead (no connection), its first
+            URL sent alone; a dead host ends at once, one wait whatever its URLs.
         shard: ``"I/N"``: collect only the I-th of N shards (by host; rows of no host go
             to shard 1) and write ``shard.json``; join shards with :func:`merge`.
         progress: Show a tqdm progress bar.
@@ -426,6 +437,7 @@ def collect(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
     Raises:
         FileNotFoundError: When the source does not exist.
         ValueError: For impossible settings or an ``out`` inside a source folder.
+        facelab.lock.FolderBusyError: When another run is writing ``out``.
     """
     settings = CollectSettings(
         workers=workers, timeout=timeout, connect_timeout=connect_timeout, deadline=deadline,
@@ -441,14 +453,15 @@ def collect(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
                          "for one per CPU")
     shard = parse_shard(shard)
     plan = _plan(source, limit, shard)
-    out = _check_out(out, plan.folder)
     known = dedup.load_known_placeholders(placeholders)
-    if shard is not None:
-        _write_shard_info(out, source, shard, limit, settings, len(plan.records))
-    jobs, from_journal = _jobs(plan, _usable_entries(out, retry_failed))
-    processes = choose_processes(processes, len(jobs), settings.workers)
-    run = _fetch(jobs, settings, out, progress, from_journal, processes)
-    df, entries = _finish(plan, out, settings, known)
+    with _check_out(out, plan.folder, "collect") as held:   # one writer per folder
+        out = held.folder
+        if shard is not None:
+            _write_shard_info(out, source, shard, limit, settings, len(plan.records))
+        jobs, from_journal = _jobs(plan, _usable_entries(out, retry_failed))
+        processes = choose_processes(processes, len(jobs), settings.workers)
+        run = _fetch(jobs, settings, out, progress, from_journal, processes)
+        df, entries = _finish(plan, out, settings, known)
     seconds = run.pop("seconds")
     fetched_ok = sum(1 for key, _ in jobs if entries.get(key, {}).get("status") == OK)
     stats = {"fetched": len(jobs), "from_journal": from_journal,

@@ -31,6 +31,7 @@ from facelab.collect.run import (
     _plan,
     summary,
 )
+from facelab.lock import check_complete, lock_folder
 from facelab.manifest import OK
 
 
@@ -38,6 +39,7 @@ def _read_shard_infos(shard_dirs: list[Path]) -> list[dict[str, Any]]:
     """Every shard folder's ``shard.json``, checked to be one complete set from one list."""
     infos = []
     for folder in shard_dirs:
+        check_complete(folder, how_to_wait=None)   # a shard still collecting
         path = folder / SHARD_NAME
         if not path.is_file():
             raise ValueError(f"{folder} is not a shard folder (no {SHARD_NAME}): give the "
@@ -127,6 +129,7 @@ def merge(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLike[str],
     Raises:
         ValueError: For a folder that is no shard, shards of different lists or splits,
             missing or repeated shards, or an unfinished shard.
+        facelab.lock.FolderBusyError: When another run writes ``out`` or a shard folder.
     """
     if not shard_dirs:
         raise ValueError("merge needs the shard folders to join")
@@ -135,14 +138,15 @@ def merge(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLike[str],
     fields = CollectSettings.__dataclass_fields__
     settings = CollectSettings(**{k: v for k, v in infos[0]["settings"].items() if k in fields})
     plan = _plan(path, infos[0]["limit"], None)
-    out = _check_out(out, plan.folder)
-    entries = _join_files(infos, out)
-    missing = {k for k, p in zip(plan.keys, plan.pre, strict=True) if p == OK} - set(entries)
-    if missing:
-        raise ValueError(f"{len(missing)} URLs of the list are in no shard's journal (e.g. "
-                         f"{sorted(missing)[0]}): a shard is unfinished; rerun its collect "
-                         "command (it resumes), then merge again")
-    df, _ = _finish(plan, out, settings, dedup.load_known_placeholders(placeholders))
+    with _check_out(out, plan.folder, "merge") as held:    # merge takes the whole folder
+        out = held.folder
+        entries = _join_files(infos, out)
+        missing = {k for k, p in zip(plan.keys, plan.pre, strict=True) if p == OK} - set(entries)
+        if missing:
+            raise ValueError(f"{len(missing)} URLs of the list are in no shard's journal (e.g. "
+                             f"{sorted(missing)[0]}): a shard is unfinished; rerun its collect "
+                             "command (it resumes), then merge again")
+        df, _ = _finish(plan, out, settings, dedup.load_known_placeholders(placeholders))
     if verbose:
         print(f"facelab merge: {len(infos)} shards -> {out / 'manifest.csv'}")
         print(summary(df))
@@ -184,20 +188,22 @@ def run_on_ray(source: str | os.PathLike[str], out: str | os.PathLike[str], *, s
     if shards < 1:
         raise ValueError(f"shards must be at least 1 (got {shards})")
     source, out = Path(source).resolve(), Path(out).resolve()
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=None if address in (None, "local") else address,
-                 **{"include_dashboard": False, "log_to_driver": False, **(ray_init or {})})
-    try:
-        task = ray.remote(max_retries=3, retry_exceptions=False)(_collect_shard)
-        folders = ray.get([task.remote(str(source), str(out / "shards" / str(i)),
-                                       f"{i}/{shards}", collect_kwargs)
-                           for i in range(1, shards + 1)])
-    finally:
+    with lock_folder(out, "collect --ray"):     # each shard task locks its own folder
+        started_here = not ray.is_initialized()
         if started_here:
-            ray.shutdown()
-    return merge(folders, out, source=source, placeholders=collect_kwargs.get("placeholders"),
-                 verbose=verbose)
+            ray.init(address=None if address in (None, "local") else address,
+                     **{"include_dashboard": False, "log_to_driver": False,
+                        **(ray_init or {})})
+        try:
+            task = ray.remote(max_retries=3, retry_exceptions=False)(_collect_shard)
+            folders = ray.get([task.remote(str(source), str(out / "shards" / str(i)),
+                                           f"{i}/{shards}", collect_kwargs)
+                               for i in range(1, shards + 1)])
+        finally:
+            if started_here:
+                ray.shutdown()
+        return merge(folders, out, source=source,
+                     placeholders=collect_kwargs.get("placeholders"), verbose=verbose)
 
 
 def _collect_shard(source: str, out: str, shard: str, options: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ and receives their outcomes; the caller journals them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import selectors
@@ -202,24 +203,25 @@ class _ProcessRun:
         * A worker holds at most one job per thread, so a job sent starts at once (one
           queued behind slow hosts' downloads would hold a slot of its host's cap without
           downloading: on a web of slow hosts, the busiest host's URLs waited there).
-        * A host's URL goes to the worker that had its last one, while that worker has a
-          free thread: its connection pool keeps the host's connections alive (a new one
-          costs a round trip).
-        * Otherwise to the least-loaded worker: with a per-host cap the scheduler may
-          allow fewer jobs in flight than the workers could hold, and filling the first
-          worker first would leave the others idle.
+        * A host's URLs all go to one worker, the least-loaded one when its first URL goes
+          out: that worker's pool holds every connection to the host (at most the per-host
+          cap, idle ones included; another worker's would add to them) and keeps them alive
+          (a new one costs a round trip).  A host whose worker has no free thread waits.
+        * A host's first URL goes to the least-loaded worker: with a per-host cap the
+          scheduler may allow fewer jobs in flight than the workers could hold, and
+          filling the first worker first would leave the others idle.
         """
         while True:
             open_ = [w for w in self.workers
                      if not w.broken and len(w.in_flight) < w.threads]
             if not open_:
                 return
-            job = self.scheduler.take()
+            job = self.scheduler.take(functools.partial(self.may_send, open_))
             if job is None:
                 return
             host = self.scheduler.host_name(job[0])
             worker = self.affinity.get(host)
-            if worker not in open_:
+            if worker is None:
                 worker = min(open_, key=lambda w: len(w.in_flight) / w.threads)
                 self.affinity[host] = worker
             worker.in_flight.add(job[0])
@@ -227,6 +229,11 @@ class _ProcessRun:
                 worker.conn.send(job)
             except OSError:     # the worker died: its end of file shows up in the wait
                 worker.broken = True
+
+    def may_send(self, open_: list[_Worker], host: str) -> bool:
+        """Whether a host's URL may go now: its worker (if it has one) is among ``open_``."""
+        worker = self.affinity.get(host)
+        return worker is None or worker in open_
 
     def busy(self) -> bool:
         """Whether jobs are queued or in flight."""
@@ -274,6 +281,8 @@ class _ProcessRun:
         """A worker died: its URLs in flight become rows, and it is replaced."""
         how = _death(worker.process)
         self.workers.remove(worker)
+        # its connections died with it: its hosts may go to any worker
+        self.affinity = {host: w for host, w in self.affinity.items() if w is not worker}
         self.selector.unregister(worker.conn)
         worker.conn.close()
         if not self.answered:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from facelab.io import atomic_write_bytes
+from facelab.lock import check_complete
 from facelab.manifest import LABELS_NAME, MANIFEST_NAME, OK, read_manifest
 
 
@@ -194,6 +195,7 @@ def load_faces(source: str | os.PathLike[str] | pd.DataFrame,
     Raises:
         FileNotFoundError: When ``source`` does not exist.
         ValueError: When it has no ``person``/``path`` columns or no kept face.
+        facelab.lock.FolderBusyError: When another run is still writing that stage folder.
     """
     if isinstance(source, pd.DataFrame):
         df = source.copy()
@@ -205,8 +207,9 @@ def load_faces(source: str | os.PathLike[str] | pd.DataFrame,
                                     "manifest.csv (e.g. workdir/faces) or a folder with "
                                     "one sub-folder of face crops per person")
         if root.is_file() or (root / MANIFEST_NAME).is_file():
-            df = read_manifest(root)
             folder = root.parent if root.is_file() else root
+            check_complete(folder, how_to_wait=None)   # not a stage still being written
+            df = read_manifest(root)
         else:
             from facelab.collect.sources import read_folder
 

@@ -24,6 +24,7 @@ import pandas as pd
 
 from facelab.data.labels import LabelMap, add_labels, load_faces, relative_to
 from facelab.io import atomic_write_bytes
+from facelab.lock import writes_folder
 from facelab.manifest import FACE_SETTINGS_NAME, LABELS_NAME, MANIFEST_NAME, write_manifest
 
 DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.7, "val": 0.3}
@@ -103,7 +104,7 @@ def _group_keys(df: pd.DataFrame, group: str | None) -> pd.Series:
 def stratified_split(manifest: pd.DataFrame,
                      fractions: Mapping[str, float] | Sequence[float] | None = None,
                      seed: int = 0, group: str | None = "dup_group",
-                     label: str = "person") -> pd.DataFrame:
+                     label: str = "person", small: str = "error") -> pd.DataFrame:
     """Assign every row to train/val(/test), per class, keeping duplicate groups whole.
 
     Per class, the rows' duplicate groups are shuffled (``seed``) and dealt, largest
@@ -119,14 +120,19 @@ def stratified_split(manifest: pd.DataFrame,
         group: Column of duplicate-group ids (rows with an empty value are their own
             group); ``None`` or a missing column means every row is independent.
         label: The class column.
+        small: A class too small to fill every split: ``"error"`` (raise) or ``"keep"``
+            (deal it all the same: training first, so some of its splits stay empty;
+            ``facelab fit`` keeps every person and says so).
 
     Returns:
         A copy of the manifest with a ``split`` column.
 
     Raises:
-        ValueError: For an empty manifest, bad fractions, or a class too small to split
-            (the message names the class and the minimum it needs).
+        ValueError: For an empty manifest, bad fractions, or (``small="error"``) a class
+            too small to split (the message names the class and the minimum it needs).
     """
+    if small not in ("error", "keep"):
+        raise ValueError(f"small={small!r}: use 'error' or 'keep'")
     fr = normalise_fractions(fractions)
     if manifest is None or len(manifest) == 0:
         raise ValueError("nothing to split: the manifest is empty (no kept face)")
@@ -142,7 +148,7 @@ def stratified_split(manifest: pd.DataFrame,
         rows = df.index[df[label].astype(str) == name]
         class_keys = keys.loc[rows]
         sizes = class_keys.value_counts()
-        if len(rows) < need or len(sizes) < len(fr):
+        if (len(rows) < need or len(sizes) < len(fr)) and small == "error":
             raise ValueError(
                 f"class {name!r} has {len(rows)} photo(s) in {len(sizes)} duplicate "
                 f"group(s): a {'/'.join(f'{round(v * 100)}' for v in fr.values())} split "
@@ -162,7 +168,7 @@ def stratified_split(manifest: pd.DataFrame,
             count[best] += int(sizes[key])
         split.loc[rows] = class_keys.map(assigned).to_numpy()
         empty = [s for s in fr if count[s] == 0]
-        if empty:
+        if empty and small == "error":
             raise ValueError(f"class {name!r}: its duplicate groups left split(s) {empty} "
                              f"empty; it needs more independent photos (>= {need})")
     df["split"] = split
@@ -208,6 +214,7 @@ def leaked_groups(manifest: pd.DataFrame, group: str = "dup_group") -> pd.DataFr
                          "splits": splits.tolist()})
 
 
+@writes_folder("out_dir", "split")     # one writer per folder (facelab.lock)
 def write_split(manifest: pd.DataFrame, out_dir: str | os.PathLike[str],
                 label_map: LabelMap, info: Mapping[str, object] | None = None) -> Path:
     """Write the split stage folder: manifest.csv (paths relative to it), labels.json.
@@ -238,6 +245,7 @@ def write_split(manifest: pd.DataFrame, out_dir: str | os.PathLike[str],
     return write_manifest(df, out_dir / MANIFEST_NAME)
 
 
+@writes_folder("out_dir", "split")
 def split_stage(source: str | os.PathLike[str] | pd.DataFrame, out_dir: str | os.PathLike[str],
                 fractions: Mapping[str, float] | Sequence[float] | None = None, seed: int = 0,
                 group: str | None = "dup_group", force: bool = False
@@ -262,6 +270,7 @@ def split_stage(source: str | os.PathLike[str] | pd.DataFrame, out_dir: str | os
 
     Raises:
         ValueError: When a split with other settings already exists and ``force`` is False.
+        facelab.lock.FolderBusyError: When another run writes ``out_dir`` or ``source``.
     """
     out_dir = Path(out_dir)
     fr = normalise_fractions(fractions)

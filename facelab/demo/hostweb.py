@@ -17,7 +17,15 @@ and timeouts, not CPU.  :class:`HostWeb` serves the demo photos the way that web
   completes: the listen queue is full, the SYNs are dropped), ``silent`` (accepts, reads
   the request, never answers), ``error5xx`` (answers 500 to everything) and ``ratelimited``
   (answers each URL's first GET, and every HEAD, with 429 and ``Retry-After: 1``, then
-  serves it).
+  serves it).  These shares are an assumption (only the host distribution comes from the
+  real list): pass another :class:`WebShape`, or scale the dead hosts alone
+  (:func:`scale_dead`: ``2`` for twice as many, ``0`` for none);
+* **connections counted**: every connection the web accepts is counted while it is open
+  (kept-alive idle ones too), per host and in total, and the peaks kept
+  (:meth:`HostWeb.connection_peaks`); a connect to a black hole never reaches a server, so
+  the clients' sockets still connecting to one are read from the kernel's table
+  (``/proc/net/tcp``, Linux) every ``sample_s`` and added to the connections accepted at
+  those instants.
 
 The server is one asyncio loop in a background thread (:meth:`HostWeb.start`), cheap next
 to any client.  Only loopback addresses are ever bound or written into a URL.
@@ -30,6 +38,7 @@ import contextlib
 import math
 import random
 import socket
+import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,9 +51,17 @@ import pandas as pd
 HOST_KINDS = ("ok", "refused", "blackhole", "silent", "error5xx", "ratelimited")
 
 
-# share of hosts dead (or throttling) in each way; the rest answer normally
+# share of hosts dead (or throttling) in each way; the rest answer normally.  An assumption,
+# not a measurement: only the host distribution comes from the real list
 DEFAULT_DEAD = {"refused": 0.15, "blackhole": 0.06, "silent": 0.04, "error5xx": 0.05,
                 "ratelimited": 0.05}
+
+
+# the kinds that never answer (what :meth:`WebShape.scaled` scales)
+DEAD_KINDS = ("refused", "blackhole", "silent")
+
+
+PROC_TCP = Path("/proc/net/tcp")
 
 
 RETRY_AFTER_S = 1
@@ -84,6 +101,18 @@ class Host:
     kind: str
     rtt: float
     paths: list[str] = field(default_factory=list)
+
+
+async def _ticks(n: int) -> None:
+    """Let an event loop run ``n`` rounds of its callbacks."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def _proc_address(address: str, port: int) -> str:
+    """An IPv4 address and port as ``/proc/net/tcp`` writes them (hex, host byte order)."""
+    raw = int.from_bytes(socket.inet_aton(address), sys.byteorder)
+    return f"{raw:08X}:{port:04X}"
 
 
 def loopback_address(index: int) -> str:
@@ -138,6 +167,51 @@ def plan_hosts(row_hosts: list[str], n: int, seed: int = 0,
     return hosts, row_host
 
 
+def _cumulative(parts: dict[str, float], total: float) -> list[tuple[str, float]]:
+    """``(key, running share)`` of each part of ``total``, in order."""
+    running, out = 0.0, []
+    for key, part in parts.items():
+        running += part / total
+        out.append((key, running))
+    return out
+
+
+def scale_dead(hosts: list[Host], factor: float, seed: int = 0,
+               shape: WebShape | None = None) -> list[Host]:
+    """The same hosts with ``factor`` times the share of dead ones (0: none dead).
+
+    Only dead hosts (:data:`DEAD_KINDS`) and answering ones (``ok``) change kind; 5xx and
+    rate-limited hosts, round trips and addresses stay, so that what changes is the dead-host
+    mix alone.  Below 1, a dead host stays dead with probability ``factor`` (else it
+    answers); above, an answering host turns dead with the probability that adds
+    ``factor - 1`` times the shape's dead share, its kind drawn in the shape's proportions.
+    The mixes nest: a host dead at one factor is dead, with the same kind, at a larger one.
+
+    Raises:
+        ValueError: For a negative factor, or one that needs more dead hosts than answer.
+    """
+    shape = shape or WebShape()
+    dead = {k: shape.dead.get(k, 0.0) for k in DEAD_KINDS}
+    share = sum(dead.values())
+    answering = 1.0 - sum(shape.dead.values())
+    turn = (factor - 1) * share / answering if factor > 1 and answering > 0 else 0.0
+    if factor < 0 or turn > 1:
+        raise ValueError(f"dead-host factor {factor}: it must be between 0 and "
+                         f"{1 + answering / share:g} for these shares")
+    rng = random.Random(f"dead-scale-{seed}")
+    scaled = []
+    for host in hosts:
+        stay, pick = rng.random(), rng.random()     # two rolls per host: the mixes nest
+        kind = host.kind
+        if kind in DEAD_KINDS and factor < 1 and stay >= factor:
+            kind = "ok"
+        elif kind == "ok" and stay < turn:
+            kind = next((k for k, total in _cumulative(dead, share) if pick < total),
+                        DEAD_KINDS[-1])
+        scaled.append(Host(host.name, host.address, kind, host.rtt, list(host.paths)))
+    return scaled
+
+
 class HostWeb:
     """Serve demo photos over emulated hosts (see the module doc); a context manager.
 
@@ -147,10 +221,12 @@ class HostWeb:
         row_host: For each URL (in order) its host index; URL ``i`` serves demo photo ``i``
             (cycling, with a ``?copy=`` suffix past the last photo).
         port: The port on every address (0: a free one).
+        sample_s: How often the clients' connects to black holes are counted from the
+            kernel's socket table (seconds; 0: never).
     """
 
     def __init__(self, demo_dir: str | Path, hosts: list[Host], row_host: list[int],
-                 port: int = 0) -> None:
+                 port: int = 0, sample_s: float = 0.1) -> None:
         self.demo_dir = Path(demo_dir)
         self.photos = pd.read_csv(self.demo_dir / "photos.csv",
                                   dtype={"person": str, "rect": str, "md5": str})
@@ -160,6 +236,13 @@ class HostWeb:
         self.connections: Counter[str] = Counter()
         self.active: Counter[str] = Counter()    # requests being answered, per address
         self.peak: Counter[str] = Counter()      # the most at once, per address
+        self.sample_s = sample_s
+        self.open: Counter[str] = Counter()      # connections open now, per address
+        self.open_total = 0
+        self.accepted_total = 0                  # connections accepted since the start
+        self._peaks: dict[str, Any] = {}
+        self._sampler: threading.Thread | None = None
+        self._sampling = threading.Event()
         self._data: dict[str, bytes] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -167,6 +250,7 @@ class HostWeb:
         self._servers: list[asyncio.AbstractServer] = []
         self._by_address = {h.address: h for h in hosts}
         self._rows = self._make_rows()
+        self.reset_counts()
 
     @classmethod
     def from_url_list(cls, demo_dir: str | Path, url_list: str | Path, n: int | None = None,
@@ -217,41 +301,127 @@ class HostWeb:
 
     def floor(self, per_host: int, connect_timeout: float = 0.0, timeout: float = 0.0,
               breaker: int = 0, attempts: int = 1, probe: bool = True,
-              workers: int = 0) -> dict[str, float]:
+              workers: int = 0, retry_after: bool = True) -> dict[str, float]:
         """The least wall time a collector with a per-host cap can take (seconds).
 
         ``live``: the busiest answering host's round trips (one per request, one per
         connection) divided by its cap.  A rate-limited host answers every URL's first GET
-        with 429 and ``Retry-After``; a client that honours it pauses the host (the header
-        asks to wait before the next request, not only this URL's), so each round of
-        ``cap`` URLs there costs a 429, the wait and the retry.
+        with 429 and ``Retry-After``; a client that honours it (``retry_after``) pauses the
+        host (the header asks to wait before the next request, not only this URL's), so
+        each round of ``cap`` URLs there costs a 429, the wait and the retry; one that does
+        not ends each URL at its 429.
         ``dead``: the black-hole and silent hosts' timeouts that must still be waited out:
-        with a ``probe`` (all hosts checked at once), one probe's (``attempts`` connect
-        timeouts for a black hole, a read timeout for a silent host); without, a circuit
-        breaker of ``breaker`` failures waits ``ceil(breaker / cap)`` rounds of them.
+        with a connect check (``probe``: a host's first URL alone), one wait per host
+        (``attempts`` connect timeouts for a black hole, a read timeout for a silent host);
+        without, a circuit breaker of ``breaker`` failures waits ``ceil(breaker / cap)``
+        rounds of them.
         ``workers``: every answering host's round trips summed, divided by ``workers``
         (the bound that a fixed number of blocking downloads sets; 0: not counted).
+        ``budget``: the same with the dead hosts' waits added (each holds a connection), the
+        bound when every connection counts against ``workers``.
         ``floor`` is the largest.
         """
-        live = dead = total = 0.0
+        live = dead = total = waits = 0.0
         for host in self.hosts:
             n = len(host.paths)
             if not n:
                 continue
             cap = min(per_host or n, n)
             if host.kind in ("ok", "ratelimited", "error5xx"):
-                trips = (n + cap + (n if host.kind == "ratelimited" else 0)) * host.rtt
+                limited = host.kind == "ratelimited" and retry_after
+                trips = (n + cap + (n if limited else 0)) * host.rtt
                 total += trips
                 own = trips / cap
-                if host.kind == "ratelimited":
+                if limited:
                     own = math.ceil(n / cap) * (2 * host.rtt + RETRY_AFTER_S) + host.rtt
                 live = max(live, own)
             elif host.kind in ("blackhole", "silent"):
                 wait = attempts * connect_timeout if host.kind == "blackhole" else timeout
-                rounds = 1 if probe else math.ceil(min(breaker, n) / cap)
-                dead = max(dead, rounds * wait)
+                tries = 1 if probe else min(breaker or n, n)
+                waits += tries * wait
+                dead = max(dead, math.ceil(tries / cap) * wait)
         spread = total / workers if workers else 0.0
-        return {"live": live, "dead": dead, "workers": spread, "floor": max(live, dead, spread)}
+        budget = (total + waits) / workers if workers else 0.0
+        return {"live": live, "dead": dead, "workers": spread, "budget": budget,
+                "floor": max(live, dead, budget)}
+
+    # ------------------------------------------------------------------ connections
+    def reset_counts(self) -> None:
+        """Forget hits (a rate-limited host's 429s come again) and connection peaks."""
+        self.hits.clear()
+        self.peak.clear()
+        self._peaks = {"accepted": self.open_total, "host": Counter(self.open),
+                       "sampled": 0, "connecting": 0}
+
+    def connection_peaks(self) -> dict[str, Any]:
+        """The most connections open at once since :meth:`reset_counts`.
+
+        Returns:
+            ``total``: in all; ``host``: to the one host that had the most, ``host_name``
+            (its real name); ``accepted``: the most connections the web had accepted and
+            not yet closed (exact: counted as they open and close; idle kept-alive ones
+            too); ``connecting``: the most clients' sockets still connecting to black holes
+            at a sampling instant (read from ``/proc/net/tcp`` every ``sample_s``, Linux
+            only: no server sees them).  ``total`` is the larger of ``accepted`` and, at each
+            sampling instant, the connections accepted then plus those connecting.
+        """
+        peaks = self._peaks
+        address, most = max(peaks["host"].items(), key=lambda item: item[1],
+                            default=("", 0))
+        host = self._by_address.get(address)
+        return {"total": max(peaks["accepted"], peaks["sampled"]), "host": most,
+                "host_name": host.name if host else "", "accepted": peaks["accepted"],
+                "connecting": peaks["connecting"]}
+
+    def _opened(self, address: str) -> None:
+        self.open[address] += 1
+        self.open_total += 1
+        self.accepted_total += 1
+        peaks = self._peaks
+        peaks["accepted"] = max(peaks["accepted"], self.open_total)
+        peaks["host"][address] = max(peaks["host"][address], self.open[address])
+
+    def _closed(self, address: str) -> None:
+        self.open[address] -= 1
+        self.open_total -= 1
+
+    def _black_hole_keys(self) -> dict[str, str]:
+        """``/proc/net/tcp`` remote-address field -> address, for every black hole."""
+        return {_proc_address(host.address, self.port): host.address
+                for host in self.hosts if host.kind == "blackhole"}
+
+    def _connecting(self, keys: dict[str, str]) -> Counter[str]:
+        """Clients' sockets still connecting (SYN_SENT) to each black hole."""
+        counts: Counter[str] = Counter()
+        for line in PROC_TCP.read_text().splitlines()[1:]:
+            fields = line.split(None, 4)
+            if len(fields) > 3 and fields[3] == "02" and fields[2] in keys:
+                counts[keys[fields[2]]] += 1
+        return counts
+
+    def _sample(self, keys: dict[str, str]) -> None:
+        """Count the clients' connects to black holes every ``sample_s``, with the accepted.
+
+        The server takes in a close or an accept a little after it happened.  So the
+        connections open when the socket table was read are counted once the server has
+        taken in what happened until then, less every accept it took in since: a
+        connection closed and another opened around the read is never counted twice (one
+        opened just before it may be missed).
+        """
+        while not self._sampling.wait(self.sample_s):
+            opened = self.accepted_total
+            try:
+                now = self._connecting(keys)
+                asyncio.run_coroutine_threadsafe(_ticks(3), self._loop).result(5)
+            except Exception:  # noqa: BLE001 - the file or the server is gone: stop counting
+                return
+            accepted = self.open_total - (self.accepted_total - opened)
+            peaks = self._peaks
+            connecting = sum(now.values())
+            peaks["sampled"] = max(peaks["sampled"], accepted + connecting)
+            peaks["connecting"] = max(peaks["connecting"], connecting)
+            for address, n in now.items():
+                peaks["host"][address] = max(peaks["host"][address], n)
 
     # ------------------------------------------------------------------ serving
     def _photo(self, path: str) -> bytes | None:
@@ -288,6 +458,7 @@ class HostWeb:
         address = writer.get_extra_info("sockname")[0]
         host = self._by_address[address]
         self.connections[address] += 1
+        self._opened(address)
         try:
             await asyncio.sleep(host.rtt)          # the TCP handshake's round trip
             while True:
@@ -318,6 +489,7 @@ class HostWeb:
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
+            self._closed(address)
 
     def _blackhole(self, address: str) -> None:
         """A listener whose queue is full: further connects hang (their SYNs are dropped)."""
@@ -381,10 +553,20 @@ class HostWeb:
         if failure:
             self.stop()
             raise RuntimeError(f"the emulated web could not bind its addresses: {failure[0]}")
+        keys = self._black_hole_keys()
+        if keys and PROC_TCP.is_file() and self.sample_s > 0:
+            self._sampling.clear()
+            self._sampler = threading.Thread(target=self._sample, args=(keys,), daemon=True,
+                                             name="facelab-hostweb-sampler")
+            self._sampler.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and close every socket."""
+        self._sampling.set()
+        if self._sampler is not None:
+            self._sampler.join(5)
+            self._sampler = None
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self._close_servers(), self._loop).result(10)

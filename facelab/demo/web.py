@@ -633,7 +633,7 @@ def _fetch(session: Any, url: str, timeout_s: float, max_bytes: int
         with session.get(url, timeout=(timeout_s, timeout_s), stream=True) as resp:
             status, redirects = resp.status_code, len(resp.history)
             ctype = resp.headers.get("Content-Type", "")
-            for chunk in resp.iter_content(64 * 1024):
+            for chunk in resp.iter_content(1024):   # small reads: a trickle meets the deadline
                 data += chunk
                 if len(data) > max_bytes:
                     error = f"more than {max_bytes} bytes"
@@ -663,7 +663,8 @@ def probe(web: DemoWeb, per_kind: int = 1, timeout_s: float = 2.0,
     """Fetch a few URLs of every kind the way a careful downloader would, and report.
 
     Each URL is fetched with ``requests`` (connect/read timeout ``timeout_s``, a total
-    deadline of three times that, at most ``max_bytes`` bytes, at most 10 redirects).
+    deadline of three times that, at most ``max_bytes`` bytes, at most 10 redirects), all
+    at once in threads, so the hanging ones cost one deadline, not one each.
 
     Args:
         web: A running :class:`DemoWeb`.
@@ -677,22 +678,27 @@ def probe(web: DemoWeb, per_kind: int = 1, timeout_s: float = 2.0,
         ``bytes``, ``redirects``, ``md5_matches`` (the list's md5), ``decodes`` (Pillow
         can load it), ``error`` and ``seconds``.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     import requests
 
     order = {k: i for i, k in enumerate(KINDS)}
     picked = web.truth.sample(frac=1.0, random_state=seed).groupby("kind").head(per_kind)
     picked = picked.assign(_o=picked["kind"].map(order)).sort_values(["_o", "url"])
-    rows = []
-    with requests.Session() as session:
-        session.max_redirects = 10
-        for row in picked.itertuples(index=False):
-            start = time.perf_counter()
+
+    def one(row: Any) -> dict[str, Any]:
+        start = time.perf_counter()
+        with requests.Session() as session:       # a session per thread
+            session.max_redirects = 10
             status, ctype, redirects, error, data = _fetch(session, row.url, timeout_s,
                                                            max_bytes)
-            whole = bool(data) and not error
-            rows.append({"kind": row.kind, "status": status, "content_type": ctype,
-                         "bytes": len(data), "redirects": redirects,
-                         "md5_matches": whole and hashlib.md5(data).hexdigest() == row.md5_listed,
-                         "decodes": whole and _decodes(data), "error": error,
-                         "seconds": round(time.perf_counter() - start, 2)})
-    return pd.DataFrame(rows)
+        whole = bool(data) and not error
+        return {"kind": row.kind, "status": status, "content_type": ctype,
+                "bytes": len(data), "redirects": redirects,
+                "md5_matches": whole and hashlib.md5(data).hexdigest() == row.md5_listed,
+                "decodes": whole and _decodes(data), "error": error,
+                "seconds": round(time.perf_counter() - start, 2)}
+
+    rows = list(picked.itertuples(index=False))
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(rows)))) as pool:
+        return pd.DataFrame(list(pool.map(one, rows)))   # the hanging ones wait together

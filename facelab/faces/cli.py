@@ -22,9 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("mtcnn", "vision"), default="mtcnn",
                         help="mtcnn (offline, default) or vision (Google Cloud Vision; "
                         "credentials from GOOGLE_APPLICATION_CREDENTIALS)")
-    parser.add_argument("--crop-size", type=int, default=128, help="crop side in px (128)")
+    parser.add_argument("--crop-style", choices=("chip", "square"), default="chip",
+                        help="chip (default): aligned from the five landmarks as dlib does, "
+                        "what the pretrained face network needs; square: the face box with "
+                        "--margin, eyes levelled")
+    parser.add_argument("--crop-size", type=int, default=150, help="crop side in px (150)")
     parser.add_argument("--margin", type=float, default=0.25,
-                        help="room around the face box on each side, fraction (0.25)")
+                        help="square crops: room around the face box on each side, "
+                        "fraction (0.25)")
     parser.add_argument("--min-confidence", type=float, default=0.9,
                         help="minimum detection score (0.9)")
     parser.add_argument("--min-face-px", type=float, default=40,
@@ -37,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-photos", type=int, default=None,
                         help="only a random sample of this many photos (smoke runs)")
     parser.add_argument("--seed", type=int, default=0, help="seed of that sample")
+    parser.add_argument("--wait", action="store_true", help="when SRC is still being "
+                        "written (a collection in progress), wait for it to finish instead "
+                        "of stopping with an error")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -50,10 +58,11 @@ def run_cli(args: argparse.Namespace) -> int:
                              "manifest")
         out = src.parent / FACES_DIR
     df = filter_faces(src, out, backend=args.backend, crop_size=args.crop_size,
+                      crop_style=args.crop_style,
                       margin=args.margin, min_confidence=args.min_confidence,
                       min_face_px=args.min_face_px, iou_threshold=args.iou_threshold,
                       detect_max_side=args.detect_max_side, batch_size=args.batch_size,
-                      max_photos=args.max_photos, seed=args.seed,
+                      max_photos=args.max_photos, seed=args.seed, wait=args.wait,
                       progress=not args.no_progress)
     print(f"wrote {Path(out) / MANIFEST_NAME}", file=sys.stderr)
     return 0 if len(df) else 1

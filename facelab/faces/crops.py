@@ -11,6 +11,8 @@ from PIL import Image, ImageOps
 
 from facelab.faces.base import Face
 
+CROP_STYLES = ("chip", "square")
+
 
 # --------------------------------------------------------------------------- images
 class UnreadablePhoto(Exception):
@@ -125,3 +127,27 @@ def align_crop(image: Image.Image, face: Face, size: int = 128,
     data = (cos, -sin, cx - cos * h + sin * h, sin, cos, cy - sin * h - cos * h)
     return source.transform((size, size), Image.Transform.AFFINE, data,
                             resample=Image.Resampling.BICUBIC, fillcolor=(0, 0, 0))
+
+
+def cut_face(image: Image.Image, face: Face, style: str = "chip", size: int = 150,
+             margin: float = 0.25) -> Image.Image:
+    """Cut a face in the face stage's ``crop_style``.
+
+    Args:
+        image: The full-resolution RGB photo (``face`` in its coordinates).
+        face: The face.
+        style: ``"chip"`` (dlib's alignment from the landmarks,
+            :func:`facelab.faces.chips.cut_chip`) or ``"square"`` (:func:`align_crop`).
+        size: Output side in pixels.
+        margin: The square crop's margin (a chip's padding is dlib's, 0.25).
+
+    Raises:
+        ValueError: For an unknown style, or a chip of a face without landmarks.
+    """
+    if style == "square":
+        return align_crop(image, face, size, margin)
+    if style != "chip":
+        raise ValueError(f"unknown crop style {style!r}: use one of {list(CROP_STYLES)}")
+    from facelab.faces.chips import cut_chip
+
+    return cut_chip(image, face.landmarks, size)

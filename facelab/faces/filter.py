@@ -29,11 +29,12 @@ from PIL import Image
 
 from facelab.collect.sources import read_folder
 from facelab.faces.base import DetectionFailure, Detector, Face
-from facelab.faces.crops import UnreadablePhoto, align_crop, detection_copy, load_photo
+from facelab.faces.crops import CROP_STYLES, UnreadablePhoto, cut_face, detection_copy, load_photo
 from facelab.faces.mtcnn import MTCNNDetector
 from facelab.faces.rule import DETECTOR_ERROR, UNREADABLE, apply_rule
 from facelab.faces.settings import write_face_settings
 from facelab.io import atomic_write_bytes
+from facelab.lock import check_complete, writes_folder
 from facelab.manifest import (
     MANIFEST_NAME,
     OK,
@@ -124,16 +125,19 @@ class DetectionCache:
 class FaceSettings:
     """Options of the face stage (see :func:`filter_faces`)."""
 
-    crop_size: int = 128
+    crop_size: int = 150
     margin: float = 0.25
     min_confidence: float = 0.9
     min_face_px: float = 40
     iou_threshold: float = 0.3
     detect_max_side: int | None = None
     jpeg_quality: int = 92
+    crop_style: str = "chip"
 
     def check(self) -> None:
         """Raise ValueError for impossible values."""
+        if self.crop_style not in CROP_STYLES:
+            raise ValueError(f"crop_style {self.crop_style!r}: use one of {list(CROP_STYLES)}")
         if not 16 <= self.crop_size <= 2048:
             raise ValueError(f"crop_size {self.crop_size} must be between 16 and 2048")
         if not 0 <= self.margin <= 2:
@@ -162,6 +166,12 @@ def read_source(src: str | os.PathLike[str]) -> tuple[pd.DataFrame, Path]:
         return read_manifest(src), src.parent
     if (src / MANIFEST_NAME).is_file():
         return read_manifest(src), src
+    from facelab.collect.run import JOURNAL_NAME
+
+    if (src / JOURNAL_NAME).is_file():
+        raise FileNotFoundError(f"{src} is a collection whose run has not finished (a "
+                                f"{JOURNAL_NAME} but no {MANIFEST_NAME}): run its `facelab "
+                                "collect` again to finish it (it resumes), then this")
     if src.is_dir():
         return read_folder(src), src
     raise FileNotFoundError(f"{src} is neither a stage folder with {MANIFEST_NAME} nor a "
@@ -169,8 +179,10 @@ def read_source(src: str | os.PathLike[str]) -> tuple[pd.DataFrame, Path]:
 
 
 def _crop_name(sha: str, index: int, settings: FaceSettings, face: Face) -> str:
-    tag = hashlib.sha1(json.dumps([settings.crop_size, settings.margin, settings.jpeg_quality,
-                                   face.to_dict()], sort_keys=True).encode()).hexdigest()[:8]
+    shape = [settings.crop_size, settings.margin, settings.jpeg_quality, face.to_dict()]
+    if settings.crop_style != "square":         # square crops keep their earlier names
+        shape.append(settings.crop_style)
+    tag = hashlib.sha1(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:8]
     return f"{FACES_DIR}/{sha[:2]}/{sha[:24]}-{index}-{tag}.jpg"
 
 
@@ -216,12 +228,15 @@ def _decide(rows: pd.DataFrame, i: int, entry: dict[str, Any], settings: FaceSet
 
 
 def _read_input(src: str | os.PathLike[str], out: Path, max_photos: int | None,
-                seed: int) -> tuple[pd.DataFrame, Path]:
+                seed: int, wait: bool = False) -> tuple[pd.DataFrame, Path]:
     """Read and check the stage's input; sample ``max_photos`` of its ok rows.
 
     Returns:
         The rows (index 0..n-1; failures upstream kept) and the folder of their paths.
     """
+    folder = Path(src)
+    check_complete(folder.parent if folder.suffix == ".csv" else folder, wait=wait,
+                   how_to_wait="--wait (wait=True in Python)")
     rows, root = read_source(src)
     if "path" not in rows.columns or "status" not in rows.columns:
         raise ValueError(f"the input manifest under {src} lacks 'path'/'status' columns: pass "
@@ -349,8 +364,9 @@ def _record(run: _Run, chunk: _Chunk, i: int) -> dict[str, Any]:
         try:
             if sha not in chunk.images:
                 chunk.images[sha] = load_photo(chunk.data[sha])
-            _save_jpeg(align_crop(chunk.images[sha], face, run.settings.crop_size,
-                                  run.settings.margin), target, run.settings.jpeg_quality)
+            _save_jpeg(cut_face(chunk.images[sha], face, run.settings.crop_style,
+                                run.settings.crop_size, run.settings.margin), target,
+                       run.settings.jpeg_quality)
         except (UnreadablePhoto, OSError, ValueError) as error:
             record.update(status=UNREADABLE, reason=f"cannot crop: {error}")
             return record
@@ -376,13 +392,16 @@ def _manifest(records: list[dict[str, Any]]) -> pd.DataFrame:
     return df
 
 
+@writes_folder("out", "faces")     # one writer per folder (facelab.lock)
 def filter_faces(src: str | os.PathLike[str], out: str | os.PathLike[str], *,
                  backend: str = "mtcnn", detector: Detector | None = None,
-                 crop_size: int = 128, margin: float = 0.25, min_confidence: float = 0.9,
+                 crop_size: int = 150, margin: float = 0.25, min_confidence: float = 0.9,
                  min_face_px: float = 40, iou_threshold: float = 0.3,
                  detect_max_side: int | None = None, batch_size: int = 16,
-                 jpeg_quality: int = 92, max_photos: int | None = None, seed: int = 0,
-                 progress: bool = True, verbose: bool = True) -> pd.DataFrame:
+                 jpeg_quality: int = 92, crop_style: str = "chip",
+                 max_photos: int | None = None, seed: int = 0,
+                 wait: bool = False, progress: bool = True,
+                 verbose: bool = True) -> pd.DataFrame:
     """Run the face stage: detect, apply the one-face rule, write crops and the manifest.
 
     Args:
@@ -391,8 +410,9 @@ def filter_faces(src: str | os.PathLike[str], out: str | os.PathLike[str], *,
         out: The output stage folder (``faces/``, ``manifest.csv``, ``detections.jsonl``).
         backend: ``"mtcnn"`` or ``"vision"`` (ignored when ``detector`` is given).
         detector: A ready detector (any :class:`Detector`).
-        crop_size: Side of the square crops, pixels.
-        margin: Room around the face box on each side, as a fraction of its side.
+        crop_size: Side of the square crops, pixels (150: the face network's chips).
+        margin: Room around the face box on each side, as a fraction of its side (square
+            crops only).
         min_confidence: Minimum detection score of a face that counts.
         min_face_px: Minimum shorter side of the kept face's box, in photo pixels.
         iou_threshold: IoU with the labelled rect needed to pick a face in a group photo.
@@ -400,9 +420,14 @@ def filter_faces(src: str | os.PathLike[str], out: str | os.PathLike[str], *,
             for MTCNN, 640 for Vision); crops come from the original.
         batch_size: Images per detector call (MTCNN; Vision sends at most 16 per request).
         jpeg_quality: Quality of the saved crops.
+        crop_style: ``"chip"`` (default: dlib's alignment from the five landmarks,
+            :mod:`facelab.faces.chips`, what the pretrained face network needs) or
+            ``"square"`` (the face box with ``margin``, eyes levelled).
         max_photos: Process only a random sample of this many photos (smoke runs); the
             other rows are left out of the output.
         seed: Seed of that sample.
+        wait: When another run is still writing ``src`` (a collection in progress), wait
+            for it to finish instead of raising.
         progress: Show a tqdm progress bar.
         verbose: Print the counts per status.
 
@@ -411,18 +436,21 @@ def filter_faces(src: str | os.PathLike[str], out: str | os.PathLike[str], *,
         photo, one ``ok`` row per kept face, upstream failures carried over.
 
     Raises:
-        FileNotFoundError: When ``src`` holds no input.
+        FileNotFoundError: When ``src`` holds no input, or a collection that never
+            finished.
         ValueError: For impossible options or a missing ``path`` column.
+        facelab.lock.FolderBusyError: When another run writes ``out``, or ``src`` (then
+            its manifest is incomplete; see ``wait``).
     """
     from tqdm.auto import tqdm
 
     settings = FaceSettings(crop_size, margin, min_confidence, min_face_px, iou_threshold,
-                            detect_max_side, jpeg_quality)
+                            detect_max_side, jpeg_quality, crop_style)
     settings.check()
     if max_photos is not None and max_photos < 1:
         raise ValueError("max_photos must be at least 1 (or None for all)")
     out = Path(out)
-    rows, root = _read_input(src, out, max_photos, seed)
+    rows, root = _read_input(src, out, max_photos, seed, wait)
     if detector is None:
         detector = make_detector(backend, **({"batch_size": batch_size}
                                              if backend == "mtcnn" else {}))

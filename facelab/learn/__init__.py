@@ -11,7 +11,8 @@ from facelab.lazy import lazy_exports
 __getattr__, __all__ = lazy_exports(
     __name__,
     {
-        "fitting": ("FIGURES", "Recipe", "FitResult", "prepare", "fit"),
+        "fitting": ("FIGURES", "Recipe", "FitResult", "FittedModel", "prepare", "fit",
+                    "load_fit", "resolved_recipe"),
         "training": (
             "BACKUP_DIR",
             "BEST_NAME",
@@ -44,11 +45,11 @@ __getattr__, __all__ = lazy_exports(
             "CURVE_NAME",
             "SCORES_NAME",
             "CENTROIDS_NAME",
+            "GALLERY_NAME",
+            "ScoreModel",
+            "scored_table",
             "RECOGNIZER_NAME",
             "SCORE_DEFINITION",
-            "holdout_count",
-            "hold_out_identities",
-            "split_off_strangers",
             "threshold_for_far",
             "rates",
             "openset_curve",
@@ -64,6 +65,10 @@ __getattr__, __all__ = lazy_exports(
             "write_recognizer_info",
         ),
         "pairs": ("pairs_to_refine", "pair_aware_dataset", "refine"),
-        "plots": ("plot_history", "save_fit_figures"),
+        "folds": ("identity_folds", "fold_strangers", "people_aside"),
+        "compare": ("score_faces", "openset_roc", "compare_fits", "choose_model"),
+        "face_resnet": ("load_face_resnet", "build_face_resnet", "weights_path"),
+        "embeddings": ("chip_embeddings",),
+        "plots": ("plot_history", "save_fit_figures", "plot_model_comparison"),
     },
 )

@@ -176,10 +176,12 @@ def load_model(path: str | os.PathLike[str], compile: bool = True) -> keras.Mode
     import keras
 
     from facelab.data.augment import fused_layer_class
+    from facelab.learn.face_resnet import pad_add_class
 
     fused_layer_class()     # registers facelab>FaceAugment for deserialisation
     cosine_layer_class()    # and facelab>CosineSoftmax, facelab>CosineMarginLoss
     margin_loss_class()
+    pad_add_class()         # and the face network's facelab>PadAdd
     return keras.models.load_model(path, compile=compile)
 
 

@@ -1,42 +1,40 @@
 """Open set: a stranger is "unknown", not the nearest celebrity.
 
-A softmax always names somebody, and its top probability is a poor
-judge of strangers (it is often as high for them as for known faces).  :func:`fit
-<facelab.learn.fitting.fit>` therefore holds a few identities out of training
-(:func:`hold_out_identities`, 10% by default) and, after training, calibrates a threshold on
-the **score**: the cosine similarity between the face's embedding (the input of the model's
-``softmax`` layer: the pooled CNN features, or the cosine head's embedding,
-:mod:`facelab.learn.heads`; averaged with the mirrored face when the recipe's
-``flip_average`` is on) and the mean training embedding of the person the softmax names
-(:func:`class_centroids`, stored as ``centroids.npy``).
+A softmax always names somebody, and its top probability is a poor judge of strangers.
+The open-set **score** (:func:`open_scores`) looks at the face's embedding instead (the
+input of the model's ``softmax`` layer: the pooled CNN features, or the pretrained face
+network's unit-length embedding; averaged with the mirrored face when ``flip_average`` is
+on), with the person the softmax names:
 
-People with a double among the others (twins, the demo's look-alikes) can be kept out of the
-draw (``keep``): a stranger who is a known person's double scores like that person, and no
-threshold then rejects the stranger without rejecting the known person too.
+* how close the face is to that person: the mean cosine of its ``k`` (3) nearest training
+  faces of that person (the **gallery**), or the cosine to their mean training embedding
+  (the **centroid**) when there is no gallery;
+* minus ``second_weight`` (0.25) x its cosine to the closest *other* person's centroid: a
+  face between two people is less sure than one close to a single person.
 
-* the threshold is the lowest value at which at most ``target_far`` (1% by default) of the
-  held-out people's non-test faces would be accepted as somebody (the false-accept rate);
-* the curve (false accepts of strangers, false rejects and correct names of known
-  validation faces, against the threshold) is stored with it, and the test split's
-  known faces plus the held-out people's test faces are scored once at that threshold.
+Chosen on the real faces of ``pubfig83-dev`` (``docs/recognize.md`` has the table of the
+scores tried); older model folders (no ``score_k`` in ``openset.json``) keep the plain
+cosine to the centroid.
 
-Model selection never sees the test split; the held-out people's test photos are used only
-for the reported figures.  ``leave_one_out_far`` also reports the false-accept rate on each
-held-out person when the threshold is calibrated without them (a stranger never seen at
-all, not even in calibration).
+The threshold is calibrated by :func:`calibrate` on the scores of people the model was not
+trained on: :mod:`facelab.learn.folds` trains models without each fold of people in turn
+(every person in ``SRC`` stays in the final model), and the threshold is the lowest value at
+which at most ``target_far`` (1%) of those strangers' non-test faces are accepted.  The
+strangers' test faces and the known test faces are scored once at that threshold.
 
-Files in the model folder: ``openset.json`` (threshold, target, how it was set, test
-figures), ``openset_curve.csv``, ``openset_scores.csv`` (one row per scored face) and
-``centroids.npy``, plus
-``recognizer.json`` (what ``facelab predict`` needs: image size, flip averaging, the face
-stage's detector and crop settings, the facelab version).
+Files in the model folder: ``openset.json`` (threshold, target, how it was set, score
+parameters, test figures, a ``warning`` when the threshold rejects most known faces),
+``openset_curve.csv``, ``openset_scores.csv`` (one row per scored face), ``centroids.npy``,
+``gallery.npz`` and ``recognizer.json`` (what ``facelab predict`` needs).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,60 +48,18 @@ OPENSET_NAME = "openset.json"
 CURVE_NAME = "openset_curve.csv"
 SCORES_NAME = "openset_scores.csv"
 CENTROIDS_NAME = "centroids.npy"
+GALLERY_NAME = "gallery.npz"
 RECOGNIZER_NAME = "recognizer.json"
 MODEL_FORMAT = 1
-SCORE_DEFINITION = ("cosine similarity between the face's embedding (the softmax layer's "
-                    "input, averaged with the mirrored face when flip_average is on) and the mean "
-                    "training embedding of the top-1 person; accepted when >= threshold")
-
-
-def holdout_count(n_classes: int, fraction: float, min_classes: int = 5) -> int:
-    """How many identities to hold out: ``round(fraction * K)``, at least 1, leaving >= 2.
-
-    No identity is held out when ``fraction`` is 0 or there are fewer than
-    ``min_classes`` identities.
-    """
-    if not 0 <= fraction < 1:
-        raise ValueError(f"holdout fraction {fraction} must be in [0, 1)")
-    if fraction == 0 or n_classes < min_classes:
-        return 0
-    return int(min(max(1, round(fraction * n_classes)), n_classes - 2))
-
-
-def hold_out_identities(df: pd.DataFrame, fraction: float = 0.1, seed: int = 0,
-                        keep: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Set a seeded random ``fraction`` of the people aside as strangers.
-
-    Args:
-        df: The faces (``person`` column, one row per face).
-        fraction: Share of identities held out (see :func:`holdout_count`, which counts
-            all the people, ``keep`` included).
-        seed: Seed of the choice (the same data and seed hold out the same people).
-        keep: People never held out, e.g. those with a double in the set (a stranger
-            who is a known person's double scores like that person; ``docs/recognize.md``).
-
-    Returns:
-        The known people's rows and the held-out people's rows (both index-reset).
-
-    Raises:
-        ValueError: When ``keep`` names somebody who has no face here, or leaves fewer
-            people to draw from than are needed.
-    """
-    names = sorted(df["person"].astype(str).unique())
-    n = holdout_count(len(names), fraction)
-    kept = set(map(str, keep))
-    unknown = sorted(kept - set(names))
-    if unknown:
-        raise ValueError(f"keep names people without faces here: {unknown}; check the "
-                         "spelling against the person names of the faces")
-    pool = [name for name in names if name not in kept]
-    if n > len(pool):
-        raise ValueError(f"{n} people must be held out but only {len(pool)} are not in "
-                         "keep: keep fewer people known, or lower the holdout fraction")
-    rng = np.random.default_rng(seed + 7919)
-    held = {pool[i] for i in rng.permutation(len(pool))[:n]}
-    mask = df["person"].astype(str).isin(held)
-    return df[~mask].reset_index(drop=True), df[mask].reset_index(drop=True)
+SCORE_K = 3
+SECOND_WEIGHT = 0.25
+SCORE_DEFINITION = ("mean cosine between the face's embedding (the softmax layer's input, "
+                    "averaged with the mirrored face when flip_average is on) and its score_k "
+                    "nearest training faces of the top-1 person (the cosine to that person's "
+                    "mean training embedding when score_k is 0), minus second_weight x the "
+                    "cosine to the closest other person's mean training embedding; accepted "
+                    "when >= threshold")
+WEAK_THRESHOLD = 0.5      # below this share of known val faces named, the fit says so
 
 
 def threshold_for_far(impostor_scores: np.ndarray, target_far: float) -> float:
@@ -257,58 +213,138 @@ def class_centroids(feats: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray
     return unit(out)
 
 
-def open_scores(probs: np.ndarray, feats: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """The open-set score: cosine of each embedding with its top-1 class's centroid."""
-    top = np.asarray(probs).argmax(axis=1)
-    return np.sum(unit(feats) * centroids[top], axis=1)
+@dataclass
+class ScoreModel:
+    """What the open-set score compares a face with: per-person centroids and a gallery.
+
+    Attributes:
+        centroids: Unit mean training embedding per class [K, D].
+        gallery: Unit training embeddings [G, D] (``None``: centroids only).
+        gallery_labels: Their class ids [G].
+        k: Nearest gallery faces averaged (0: the centroid instead).
+        second_weight: Weight of the closest other centroid's cosine.
+    """
+
+    centroids: np.ndarray
+    gallery: np.ndarray | None = None
+    gallery_labels: np.ndarray | None = None
+    k: int = SCORE_K
+    second_weight: float = SECOND_WEIGHT
+
+    @classmethod
+    def from_training(cls, feats: np.ndarray, labels: np.ndarray, num_classes: int,
+                      k: int = SCORE_K, second_weight: float = SECOND_WEIGHT) -> ScoreModel:
+        """Centroids and gallery of training embeddings ``feats`` with class ids ``labels``."""
+        labels = np.asarray(labels, int)
+        return cls(class_centroids(feats, labels, num_classes), unit(feats) if k else None,
+                   labels if k else None, int(k), float(second_weight))
+
+    def save(self, out_dir: str | Path) -> None:
+        """Write ``centroids.npy`` and (with a gallery) ``gallery.npz`` into ``out_dir``."""
+        out = Path(out_dir)
+        buffer = io.BytesIO()
+        np.save(buffer, self.centroids.astype(np.float32))
+        atomic_write_bytes(out / CENTROIDS_NAME, buffer.getvalue())
+        if self.gallery is not None:
+            buffer = io.BytesIO()
+            np.savez(buffer, embeddings=self.gallery.astype(np.float32),
+                     labels=np.asarray(self.gallery_labels, np.int32))
+            atomic_write_bytes(out / GALLERY_NAME, buffer.getvalue())
+
+    @classmethod
+    def load(cls, folder: str | Path, info: dict[str, Any]) -> ScoreModel:
+        """Read a model folder's score model (``info``: its ``openset.json``)."""
+        folder = Path(folder)
+        centroids = np.load(folder / CENTROIDS_NAME)
+        k = int(info.get("score_k", 0))
+        weight = float(info.get("second_weight", 0.0))
+        if k and (folder / GALLERY_NAME).is_file():
+            with np.load(folder / GALLERY_NAME) as stored:
+                return cls(centroids, stored["embeddings"], stored["labels"], k, weight)
+        return cls(centroids, None, None, 0, weight)
+
+    def scores(self, probs: np.ndarray, feats: np.ndarray) -> np.ndarray:
+        """:func:`open_scores` with this model."""
+        return open_scores(probs, feats, self.centroids, self.gallery, self.gallery_labels,
+                           self.k, self.second_weight)
 
 
-def _infer(heads: Any, rows: pd.DataFrame, label_map: Any, image_size: int,
-           flip_average: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and embeddings of faces, in row order (people need not be known)."""
-    from facelab.data.pipeline import make_dataset
-
-    if rows.empty:
-        return np.zeros((0, len(label_map))), np.zeros((0, 1))
-    view = rows.assign(person=label_map.names[0], split="val")   # read like val, in order
-    ds = make_dataset(view, "val", image_size=image_size, batch_size=128, labels=label_map)
-    return probs_and_embeddings(heads, ds, flip_average)
-
-
-def _scored(heads: Any, rows: pd.DataFrame, label_map: Any, centroids: np.ndarray,
-            name: str, **read: Any) -> pd.DataFrame:
-    """One row per face: set, path, person, predicted, score, correct."""
-    probs, feats = _infer(heads, rows, label_map, **read)
-    if rows.empty:
-        return pd.DataFrame(columns=["set", "path", "person", "predicted", "score", "correct"])
-    pred = probs.argmax(axis=1)
-    known = np.array([p in label_map for p in rows["person"]])
-    correct = known & (np.array(label_map.names)[pred] == rows["person"].to_numpy())
-    return pd.DataFrame({"set": name, "path": rows["path"].to_numpy(),
-                         "person": rows["person"].to_numpy(),
-                         "predicted": np.array(label_map.names)[pred],
-                         "score": open_scores(probs, feats, centroids), "correct": correct})
+def _nearest_own(f: np.ndarray, top: np.ndarray, gallery: np.ndarray, labels: np.ndarray,
+                 k: int, fallback: np.ndarray) -> np.ndarray:
+    """Mean cosine of each row's ``k`` nearest gallery faces of its top class."""
+    own = fallback.copy()
+    for c in np.unique(top):
+        rows, faces = np.flatnonzero(top == c), gallery[labels == c]
+        if not len(faces):
+            continue
+        n = min(k, len(faces))
+        sims = f[rows] @ faces.T
+        own[rows] = -np.partition(-sims, n - 1, axis=1)[:, :n].mean(axis=1)
+    return own
 
 
-def calibrate(model: Any, faces: pd.DataFrame, strangers: pd.DataFrame, label_map: Any,
-              out_dir: str | Path, *, image_size: int, flip_average: bool,
-              target_far: float = 0.01, test_split: str = "test",
-              kept_known: Sequence[str] = ()) -> dict[str, Any]:
-    """Store the class centroids, calibrate the unknown threshold, score the test split once.
+def open_scores(probs: np.ndarray, feats: np.ndarray, centroids: np.ndarray,
+                gallery: np.ndarray | None = None, gallery_labels: np.ndarray | None = None,
+                k: int = 0, second_weight: float = 0.0) -> np.ndarray:
+    """The open-set score of each face (see the module's description).
 
     Args:
-        model: The trained model (its last layer is named ``softmax``).
-        faces: The known people's faces (absolute ``path``, ``person``, ``label``,
-            ``split``): train gives the centroids, val the calibration, ``test_split``
-            the reported figures.
-        strangers: The held-out people's faces (same columns but ``label``); may be empty.
-        label_map: The model's label map.
+        probs: Class probabilities [N, K] (the top-1 class is the one named).
+        feats: Embeddings [N, D].
+        centroids: Unit class centroids [K, D].
+        gallery: Unit training embeddings [G, D] (``None``: centroid cosine).
+        gallery_labels: Their class ids [G].
+        k: Nearest gallery faces averaged (0: centroid cosine).
+        second_weight: Weight of the closest other class's centroid cosine.
+    """
+    top = np.asarray(probs).argmax(axis=1)
+    f = unit(feats)
+    cos = f @ np.asarray(centroids, np.float32).T
+    rows = np.arange(len(top))
+    own = cos[rows, top]
+    if gallery is not None and k:
+        own = _nearest_own(f, top, np.asarray(gallery, np.float32),
+                           np.asarray(gallery_labels), int(k), own)
+    if second_weight and cos.shape[1] > 1:
+        others = cos.copy()
+        others[rows, top] = -np.inf
+        own = own - second_weight * others.max(axis=1)
+    return own.astype(np.float32)
+
+
+def scored_table(name: str, rows: pd.DataFrame, probs: np.ndarray, feats: np.ndarray,
+                 names: Sequence[str], score_model: ScoreModel) -> pd.DataFrame:
+    """One row per face: set, path, person, predicted, score, correct."""
+    columns = ["set", "path", "person", "predicted", "score", "correct"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    predicted = np.asarray(names, dtype=object)[np.asarray(probs).argmax(axis=1)]
+    person = rows["person"].astype(str).to_numpy()
+    return pd.DataFrame({"set": name, "path": rows["path"].to_numpy(), "person": person,
+                         "predicted": predicted, "score": score_model.scores(probs, feats),
+                         "correct": predicted == person})
+
+
+def calibrate(out_dir: str | Path, known: pd.DataFrame, strangers: pd.DataFrame, *,
+              target_far: float = 0.01, test_split: str = "test",
+              score_model: ScoreModel | None = None, floor: float | None = None,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Calibrate the unknown threshold on strangers' scores; score the test sets once.
+
+    Args:
         out_dir: The model folder.
-        image_size: The model's input size.
-        flip_average: Test-time flip averaging (as the recipe).
+        known: :func:`scored_table` rows of the final model's known faces, sets
+            ``known_val`` (the curve) and ``known_test`` (the report).
+        strangers: Rows of faces scored by models not trained on their person: set
+            ``unknown_cal`` (the calibration: non-test faces) and ``unknown_test``
+            (reported once); may be empty (then wrong val answers stand in).
         target_far: The false-accept rate to calibrate for.
-        test_split: The split scored for the report (``val`` when there is no test split).
-        kept_known: The people who were never eligible to be held out (recorded).
+        test_split: The split the known test rows come from (``val`` without a test split).
+        score_model: The final model's score model (its parameters are recorded).
+        floor: The lowest threshold allowed: what strangers at large are known to score
+            (:func:`facelab.learn.face_resnet.stranger_floor` for the face network), for
+            when the people at hand are too few to stand for all strangers.
+        extra: More fields for ``openset.json`` (how the strangers were drawn).
 
     Returns:
         What ``openset.json`` holds.
@@ -318,26 +354,17 @@ def calibrate(model: Any, faces: pd.DataFrame, strangers: pd.DataFrame, label_ma
     if not 0 < target_far < 1:
         raise ValueError(f"target false-accept rate {target_far} must be in (0, 1)")
     out = Path(out_dir)
-    heads = two_headed(model)
-    read = {"image_size": image_size, "flip_average": flip_average}
-    train = faces[faces["split"] == "train"]
-    _, feats = _infer(heads, train, label_map, **read)
-    centroids = class_centroids(feats, label_map.encode(train["person"].tolist()),
-                                len(label_map))
-    np.save(out / CENTROIDS_NAME, centroids)
-    is_test = (strangers["split"].astype(str) == "test") if len(strangers) \
-        else pd.Series([], dtype=bool)
-    table = pd.concat([
-        _scored(heads, faces[faces["split"] == "val"], label_map, centroids, "known_val", **read),
-        _scored(heads, faces[faces["split"] == test_split], label_map, centroids, "known_test",
-                **read),
-        _scored(heads, strangers[~is_test], label_map, centroids, "unknown_cal", **read),
-        _scored(heads, strangers[is_test], label_map, centroids, "unknown_test", **read)],
-        ignore_index=True)
-    info = _calibration_info(table, target_far, test_split)
-    info["held_out_identities"] = sorted(strangers["person"].astype(str).unique()) \
-        if len(strangers) else []
-    info["never_held_out"] = sorted(map(str, kept_known))
+    table = pd.concat([known, strangers], ignore_index=True)
+    info = _calibration_info(table, target_far, test_split, floor)
+    if score_model is not None:
+        info.update(score_k=score_model.k if score_model.gallery is not None else 0,
+                    second_weight=score_model.second_weight)
+    info.update(extra or {})
+    named = info["calibration"]["correct_named"]
+    if named == named and named < WEAK_THRESHOLD:       # not NaN
+        info["warning"] = (f"the threshold names only {named:.0%} of the known validation "
+                           "faces: most known faces will come back 'unknown' (too few faces "
+                           "per person, or people who look alike; docs/recognize.md)")
     table["path"] = relative_to(table["path"].astype(str).tolist(), out)
     atomic_write_bytes(out / SCORES_NAME, table.to_csv(index=False).encode("utf-8"))
     val = table[table["set"] == "known_val"]
@@ -348,25 +375,31 @@ def calibrate(model: Any, faces: pd.DataFrame, strangers: pd.DataFrame, label_ma
     return info
 
 
-def _calibration_info(table: pd.DataFrame, target_far: float, test_split: str
-                      ) -> dict[str, Any]:
-    """Threshold, rates on calibration and test sets, leave-one-identity-out rates."""
+def _calibration_info(table: pd.DataFrame, target_far: float, test_split: str,
+                      floor: float | None = None) -> dict[str, Any]:
+    """Threshold, rates on calibration and test sets, per-stranger rates."""
     part = {name: table[table["set"] == name] for name in
             ("known_val", "known_test", "unknown_cal", "unknown_test")}
     if len(part["unknown_cal"]):
-        method = "held-out identities"
-        impostors = part["unknown_cal"]["score"].to_numpy()
+        method = "people held out in rotation (identity folds)"
+        impostors = part["unknown_cal"]["score"].to_numpy(float)
     else:   # too few people to hold any out: wrong answers on val stand in for strangers
-        method = "wrong validation answers (no held-out identities)"
+        method = ("wrong validation answers (nobody held out: no folds asked for, or fewer "
+                  "than 3 people)")
         val = part["known_val"]
-        impostors = val.loc[~val["correct"].astype(bool), "score"].to_numpy()
-    threshold = threshold_for_far(impostors, target_far)
+        impostors = val.loc[~val["correct"].astype(bool), "score"].to_numpy(float)
+    calibrated = threshold_for_far(impostors, target_far)
+    threshold = calibrated if floor is None else max(calibrated, float(floor))
+    if threshold > calibrated:
+        method += (f", raised from {calibrated:.4f} to the floor {threshold:.4f} that "
+                   "strangers at large reach (measured on real faces)")
     strangers = pd.concat([part["unknown_cal"], part["unknown_test"]])
 
     def at(known: pd.DataFrame, unknown: np.ndarray) -> dict[str, float]:
         return rates(threshold, known["score"], known["correct"], unknown)
 
     return {"threshold": threshold, "target_far": target_far, "method": method,
+            "calibrated_threshold": calibrated, "floor": floor,
             "score": SCORE_DEFINITION, "centroids": CENTROIDS_NAME,
             "calibration": {"known_val_faces": len(part["known_val"]),
                             "impostor_faces": int(impostors.size),
@@ -375,9 +408,10 @@ def _calibration_info(table: pd.DataFrame, target_far: float, test_split: str
                      "unknown_faces": len(part["unknown_test"]),
                      "closed_set_accuracy": float(part["known_test"]["correct"].mean())
                      if len(part["known_test"]) else float("nan"),
-                     **at(part["known_test"], part["unknown_test"]["score"].to_numpy())},
+                     **at(part["known_test"], part["unknown_test"]["score"].to_numpy(float))},
             "leave_one_identity_out_far": leave_one_out_far(
-                strangers["score"].to_numpy(), strangers["person"].to_numpy(), target_far),
+                strangers["score"].to_numpy(float), strangers["person"].to_numpy(),
+                target_far),
             "_impostors": impostors}
 
 
@@ -402,11 +436,12 @@ def find_face_settings(source: Any) -> Path | None:
 
 
 def write_recognizer_info(source: Any, out_dir: str | Path, image_size: int,
-                          flip_average: bool) -> dict[str, Any]:
+                          flip_average: bool, arch: str = "cnn") -> dict[str, Any]:
     """Write ``recognizer.json`` and copy the face settings into the model folder.
 
-    ``faces`` is ``None`` when the source was ready-made crops (predict then refuses: it
-    cannot know how to cut faces the same way).
+    ``face_settings`` is ``None`` when the source was ready-made crops: ``facelab predict``
+    then takes only crops of the same kind (``--crops``), since it cannot know how to cut
+    faces from whole photos the same way.
     """
     from importlib.metadata import PackageNotFoundError, version
 
@@ -423,26 +458,8 @@ def write_recognizer_info(source: Any, out_dir: str | Path, image_size: int,
             shutil.copyfile(found, out / FACE_SETTINGS_NAME)
         faces = FACE_SETTINGS_NAME
     info = {"format": MODEL_FORMAT, "facelab_version": release,
-            "image_size": int(image_size), "flip_average": bool(flip_average),
+            "arch": arch, "image_size": int(image_size), "flip_average": bool(flip_average),
             "face_settings": faces, "openset": OPENSET_NAME, "centroids": CENTROIDS_NAME}
     atomic_write_bytes(out / RECOGNIZER_NAME,
                        (json.dumps(info, indent=2) + "\n").encode("utf-8"))
     return info
-
-
-def split_off_strangers(df: pd.DataFrame, label_map: Any, fraction: float = 0.1,
-                        seed: int = 0, keep: Sequence[str] = ()
-                        ) -> tuple[pd.DataFrame, Any, pd.DataFrame]:
-    """Hold identities out (see :func:`hold_out_identities`) and relabel the rest 0..K'-1.
-
-    Returns:
-        The known faces (with a new ``label`` column), their label map (the one given
-        when nobody is held out) and the held-out faces.
-    """
-    from facelab.data.labels import LabelMap, add_labels
-
-    known, strangers = hold_out_identities(df, fraction, seed, keep)
-    if strangers.empty:
-        return df, label_map, strangers
-    known, label_map = add_labels(known, LabelMap.from_manifest(known))
-    return known, label_map, strangers

@@ -87,3 +87,51 @@ def save_fit_figures(out: Path, run: TrainResult, preds: pd.DataFrame, names: Se
         plt.close(figure)
         figures[name] = out / name
     return figures
+
+
+def plot_model_comparison(table: pd.DataFrame,
+                          curves: dict[str, tuple[pd.DataFrame, float]] | None = None) -> Any:
+    """Models side by side: test balanced accuracy and fit time; the open-set trade-off.
+
+    Args:
+        table: :func:`facelab.learn.compare.compare_fits`.
+        curves: The curves of :func:`facelab.learn.compare.compare_fits` (strangers accepted
+            against known test faces named, each model's calibrated point marked); ``None``
+            or empty: the left panel only.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(13 if curves else 6, 4.2),
+                             squeeze=False, layout="constrained")
+    ax = axes[0][0]
+    labels = list(table.index)
+    values = table["test balanced accuracy"].astype(float).to_numpy()
+    bars = ax.barh(labels, values, color=[f"C{i}" for i in range(len(labels))])
+    for bar, (_, row) in zip(bars, table.iterrows(), strict=True):
+        ax.text(bar.get_width() - 0.01, bar.get_y() + bar.get_height() / 2,
+                f"{row['test balanced accuracy']:.3f} (lowest {row['lowest recall']:.2f}); "
+                f"fit {float(row['fit seconds']):.0f} s", ha="right", va="center",
+                color="white", fontsize=9)
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("balanced accuracy, test split (scored once)")
+    ax.set_title("closed set: every known person")
+    if curves:
+        ax = axes[0][1]
+        for i, (label, (roc, threshold)) in enumerate(curves.items()):
+            ax.plot(roc["strangers_accepted"], roc["known_named"], color=f"C{i}", label=label)
+            at = roc[roc["threshold"] >= threshold].iloc[-1] if (
+                roc["threshold"] >= threshold).any() else roc.iloc[0]
+            ax.plot(at["strangers_accepted"], at["known_named"], "o", color=f"C{i}", ms=8)
+        ax.set_xscale("symlog", linthresh=0.01)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("strangers' faces accepted as somebody (people never given to fit)")
+        ax.set_ylabel("known test faces named right")
+        ax.set_title("open set: the threshold's trade-off (dot: calibrated)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    return fig

@@ -449,7 +449,8 @@ def train(model: keras.Model | Callable[[], keras.Model], train_data: Any, val_d
         x, y = train_data if isinstance(train_data, tuple) else (train_data, None)
         model.fit(x, y, batch_size=batch_size, validation_data=val_data, epochs=epochs,
                   steps_per_epoch=steps_per_epoch, class_weight=class_weight,
-                  callbacks=cbs, verbose=verbose)
+                  callbacks=cbs, verbose=verbose,
+                  shuffle=y is not None)   # a dataset comes shuffled (Keras warns otherwise)
     except TrainingInterrupted:
         interrupted = True
     return _finish(run, model, checkpoint, val_data, initial_epoch, interrupted, runs)

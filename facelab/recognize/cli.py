@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from facelab.io import atomic_write_bytes
+from facelab.lock import lock_folder
 
 SHEET_MAX = 64      # photos on the --annotate contact sheet
 
@@ -31,6 +32,9 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
                         "photo with boxes and names, and a contact sheet of the first 64")
     parser.add_argument("--max-pixels", type=float, default=150e6,
                         help="photos with more pixels get a too_large row (150e6)")
+    parser.add_argument("--crops", action="store_true", help="every input is already one "
+                        "face crop of the kind the model was trained on (LFW, PubFig83, "
+                        "another tool's crops): no face search, one row per image")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -61,13 +65,13 @@ def _predict(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    recognizer = load(args.model)
+    recognizer = load(args.model, crops=args.crops)
     rows, sheet, captions = [], [], []
     annotated = out / "annotated"
     for index, result in enumerate(recognizer.iter_predict(
             args.inputs, top_k=args.top_k, threshold=args.threshold,
             downloads=out / "downloads", max_pixels=int(args.max_pixels),
-            progress=not args.no_progress)):
+            progress=not args.no_progress, crops=args.crops)):
         rows.extend(result.rows)
         if args.annotate and result.image is not None:
             from facelab.recognize.plots import annotate_photo
@@ -104,4 +108,5 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         print("facelab predict: error: --top-k must be at least 1", file=sys.stderr)
         return 2
-    return _predict(args)
+    with lock_folder(args.out, "predict"):    # one writer per --out folder (facelab.lock)
+        return _predict(args)

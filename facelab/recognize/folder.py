@@ -37,6 +37,9 @@ class ModelFolder:
         threshold: The calibrated "unknown" threshold (``None``: not calibrated).
         openset: The whole ``openset.json`` (empty when absent).
         centroids: Unit mean training embedding per class ([K, D]), for the score.
+        score_model: What the open-set score compares faces with
+            (:class:`facelab.learn.openset.ScoreModel`: centroids, gallery, parameters).
+        arch: The model's arch (``face-resnet``, ``cnn``, a backbone).
     """
 
     path: Path
@@ -47,6 +50,8 @@ class ModelFolder:
     threshold: float | None
     openset: dict[str, Any]
     centroids: Any = None
+    score_model: Any = None
+    arch: str = "cnn"
 
     @property
     def model_path(self) -> Path:
@@ -74,22 +79,30 @@ def _same_release(a: str, b: str) -> bool:
 REFIT = "run `facelab fit` again with this facelab to make one"
 
 
-def read_model_folder(path: str | os.PathLike[str]) -> ModelFolder:
+def read_model_folder(path: str | os.PathLike[str], crops: bool = False) -> ModelFolder:
     """Read and check a model folder written by ``facelab fit``.
+
+    Args:
+        path: The model folder.
+        crops: The inputs will be face crops (``predict --crops``): a model trained on
+            ready-made crops is fine then.
 
     Raises:
         ModelFolderError: For a missing folder, model, labels.json, recognizer.json or
-            face settings, a folder from another facelab version, or a model trained on
-            ready-made crops (it is unknown how to cut faces the same way).
+            face settings, a folder from another facelab version, or, for whole photos, a
+            model trained on ready-made crops (it is unknown how to cut faces the same way).
+        facelab.lock.FolderBusyError: When a ``fit`` is still writing the folder.
     """
     from facelab.data.labels import LabelMap
     from facelab.faces.settings import facelab_version
     from facelab.learn.openset import MODEL_FORMAT, OPENSET_NAME, RECOGNIZER_NAME
+    from facelab.lock import check_complete
 
     folder = Path(path)
     if not folder.is_dir():
         raise ModelFolderError(f"model folder {folder} does not exist: pass the --out folder "
                                "of `facelab fit` (e.g. runs/demo/work/model)")
+    check_complete(folder, how_to_wait=None)      # a fit still writing it: not a model yet
     if not (folder / MODEL_NAME).is_file():
         raise ModelFolderError(f"{folder / MODEL_NAME} is missing: {REFIT}")
     info = _json(folder / RECOGNIZER_NAME, f"it says how to use the model; {REFIT}")
@@ -105,21 +118,35 @@ def read_model_folder(path: str | os.PathLike[str]) -> ModelFolder:
     except (FileNotFoundError, ValueError, KeyError, TypeError) as error:
         raise ModelFolderError(f"{folder / LABELS_NAME} is missing or unreadable ({error}); "
                                f"it names the classes: {REFIT}") from error
-    if not info.get("face_settings"):
+    if not info.get("face_settings") and not crops:
         raise ModelFolderError(
             f"{folder} was trained on ready-made crops (no {FACE_SETTINGS_NAME}), so it is "
-            "unknown how to detect and crop faces in new photos the same way: train from "
-            "a face-stage folder (`facelab faces`, then `facelab fit`) to predict on photos")
+            "unknown how to detect and crop faces in whole photos the same way: pass "
+            "--crops (crops=True) when your inputs are face crops of the same kind, or train "
+            "from a face-stage folder (`facelab faces`, then `facelab fit`) to predict on "
+            "photos")
     faces = _json(folder / str(info["face_settings"]),
-                  f"it says how training detected and cropped faces; {REFIT}")
+                  f"it says how training detected and cropped faces; {REFIT}") \
+        if info.get("face_settings") else {}
     openset = {}
     if (folder / OPENSET_NAME).is_file():
         openset = _json(folder / OPENSET_NAME, "")
     threshold = openset.get("threshold")
+    centroids = _centroids(folder / str(info.get("centroids", "")), len(names))
     return ModelFolder(folder, tuple(str(n) for n in names), int(info["image_size"]),
                        bool(info.get("flip_average", True)), faces,
                        None if threshold is None else float(threshold), openset,
-                       _centroids(folder / str(info.get("centroids", "")), len(names)))
+                       centroids, _score_model(folder, openset), str(info.get("arch", "cnn")))
+
+
+def _score_model(folder: Path, openset: dict[str, Any]) -> Any:
+    from facelab.learn.openset import ScoreModel
+
+    try:
+        return ScoreModel.load(folder, openset)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelFolderError(f"the open-set files of {folder} (centroids.npy, gallery.npz) "
+                               f"cannot be read ({error}); {REFIT}") from error
 
 
 def _centroids(path: Path, k: int) -> Any:
@@ -155,8 +182,8 @@ def resolve_threshold(folder: ModelFolder, threshold: str | float | None) -> flo
         raise ValueError(f"threshold {threshold!r} must be 'auto' or a number in [0, 1]"
                          ) from error
     if not 0 <= value <= 1:
-        raise ValueError(f"threshold {value} must be in [0, 1] (a cosine similarity; "
-                         "negative values would accept every face)")
+        raise ValueError(f"threshold {value} must be in [0, 1] (the open-set score is made "
+                         "of cosine similarities; 0 or less would accept nearly every face)")
     return value
 
 

@@ -64,25 +64,37 @@ class Recognizer:
         folder: The model folder (``facelab fit --out``) or a read :class:`ModelFolder`.
         detector: A ready detector (default: rebuilt from the face settings).
         batch_size: Detector batch size (MTCNN).
+        crops: The inputs will be face crops (:meth:`predict` with ``crops=True``): a model
+            trained on ready-made crops loads too.
     """
 
     def __init__(self, folder: str | os.PathLike[str] | ModelFolder,
-                 detector: Any = None, batch_size: int = 16) -> None:
+                 detector: Any = None, batch_size: int = 16, crops: bool = False) -> None:
         from facelab.learn.model import load_model
-        from facelab.recognize.folder import detector_from_settings
 
-        self.folder = folder if isinstance(folder, ModelFolder) else read_model_folder(folder)
+        self.folder = folder if isinstance(folder, ModelFolder) \
+            else read_model_folder(folder, crops=crops)
         self.faces = self.folder.faces
-        self.detector = detector or detector_from_settings(self.faces, batch_size=batch_size)
-        if detector is None and self.detector.cache_key() != self.faces.get("detector_key"):
-            warnings.warn(f"the detector is {self.detector.cache_key()}, training used "
-                          f"{self.faces.get('detector_key')}: boxes may differ slightly",
-                          stacklevel=2)
+        self.detector = detector
+        if detector is None and self.faces:
+            self.detector = self._make_detector(batch_size)
+        if self.folder.openset.get("warning"):
+            warnings.warn(f"{self.folder.path}: {self.folder.openset['warning']}", stacklevel=2)
         from facelab.learn.openset import two_headed
 
         self.model = load_model(self.folder.model_path, compile=False)
         self.heads = two_headed(self.model)
         self.names = self.folder.names
+
+    def _make_detector(self, batch_size: int) -> Any:
+        from facelab.recognize.folder import detector_from_settings
+
+        detector = detector_from_settings(self.faces, batch_size=batch_size)
+        if detector.cache_key() != self.faces.get("detector_key"):
+            warnings.warn(f"the detector is {detector.cache_key()}, training used "
+                          f"{self.faces.get('detector_key')}: boxes may differ slightly",
+                          stacklevel=3)
+        return detector
 
     # ------------------------------------------------------------------ steps
     def detect(self, images: list[Image.Image]) -> list[Any]:
@@ -97,31 +109,32 @@ class Recognizer:
                 else [f.scaled(factor) for f in faces]
                 for faces, (_, factor) in zip(found, copies, strict=True)]
 
-    def crop(self, image: Image.Image, face: Any) -> bytes:
-        """The face cut exactly like a training crop (aligned, sized, JPEG-encoded)."""
-        from facelab.faces.crops import align_crop
+    def crop(self, image: Image.Image, face: Any) -> np.ndarray:
+        """The face cut exactly like a training crop (aligned, sized, JPEG round trip)."""
+        from facelab.faces.crops import cut_face
 
-        crop = align_crop(image, face, int(self.faces.get("crop_size", 128)),
-                          float(self.faces.get("margin", 0.25)))
+        crop = cut_face(image, face, str(self.faces.get("crop_style", "square")),
+                        int(self.faces.get("crop_size", 128)),
+                        float(self.faces.get("margin", 0.25)))
         buffer = io.BytesIO()
         crop.save(buffer, format="JPEG", quality=int(self.faces.get("jpeg_quality", 92)))
-        return buffer.getvalue()
+        with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
+            return np.asarray(decoded.convert("RGB"))
 
-    def classify(self, crops: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities [N, K] and open-set scores [N] of JPEG crops, read like training."""
+    def classify(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities [N, K] and open-set scores [N] of RGB crops, read like training."""
         import tensorflow as tf
 
-        from facelab.learn.openset import open_scores, probs_and_embeddings
+        from facelab.learn.openset import probs_and_embeddings
 
         if not crops:
             return np.zeros((0, len(self.names)), np.float32), np.zeros(0, np.float32)
         size = self.folder.image_size
-        x = np.stack([tf.image.resize(tf.io.decode_image(c, channels=3,
-                                                         expand_animations=False),
-                                      (size, size)).numpy() for c in crops])
+        x = np.stack([c.astype(np.float32) if c.shape[:2] == (size, size) else
+                      tf.image.resize(c, (size, size)).numpy() for c in crops])
         batches = [x[i:i + 128] for i in range(0, len(x), 128)]
         probs, feats = probs_and_embeddings(self.heads, batches, self.folder.flip_average)
-        return probs, open_scores(probs, feats, self.folder.centroids)
+        return probs, self.folder.score_model.scores(probs, feats)
 
     def _check_face(self, face: Any) -> tuple[str, str]:
         conf, least = float(face.confidence), float(self.faces.get("min_confidence", 0.9))
@@ -132,7 +145,7 @@ class Recognizer:
             return FACE_TOO_SMALL, f"face is {side:.0f} px, training kept faces >= {small:.0f} px"
         return OK, ""
 
-    def _face_rows(self, result: PhotoResult, faces: list[Any], crops: list[bytes]
+    def _face_rows(self, result: PhotoResult, faces: list[Any], crops: list[np.ndarray]
                    ) -> list[int]:
         """Add one row per face; return the rows' indices whose crop joins ``crops``."""
         todo = []
@@ -169,13 +182,16 @@ class Recognizer:
                              f"{self.names[int(order[0])]})")
 
     # ------------------------------------------------------------------ the loop
-    def _process(self, results: list[PhotoResult], top_k: int, threshold: float) -> None:
+    def _process(self, results: list[PhotoResult], top_k: int, threshold: float,
+                 crops_given: bool = False) -> None:
         """Detect, crop, classify and decide for photos already read (rows added)."""
         from facelab.faces.base import DetectionFailure
 
         readable = [r for r in results if r.image is not None]
+        if crops_given:
+            return self._process_crops(readable, top_k, threshold)
         found = self.detect([r.image for r in readable])
-        crops: list[bytes] = []
+        crops: list[np.ndarray] = []
         owners: list[tuple[PhotoResult, int]] = []
         for result, faces in zip(readable, found, strict=True):
             if isinstance(faces, DetectionFailure):
@@ -188,6 +204,51 @@ class Recognizer:
         probs, scores = self.classify(crops)
         for (result, index), p, s in zip(owners, probs, scores, strict=True):
             self._decide(result.rows[index], p, s, top_k, threshold)
+        return None
+
+    def _process_crops(self, readable: list[PhotoResult], top_k: int, threshold: float
+                       ) -> None:
+        """Each image is one face: one row each (``predict(..., crops=True)``).
+
+        A CNN reads the crop as training read its crops (resized to its input).  The face
+        network needs a chip: the detector finds the landmarks of the crop's largest face
+        and the chip is cut as ``fit`` cut chips from ready-made crops (a model trained on
+        chips without the face stage's settings takes the crops as chips).
+        """
+        from facelab.faces.base import DetectionFailure
+        from facelab.learn.face_resnet import ARCH
+
+        arrays: list[np.ndarray] = []
+        owners: list[PhotoResult] = []
+        chips = self.folder.arch == ARCH and self.detector is not None   # else: chips given
+        found = self.detect([r.image for r in readable]) if chips else [None] * len(readable)
+        for result, faces in zip(readable, found, strict=True):
+            image = result.image
+            face_box = (0.0, 0.0, float(image.width), float(image.height))
+            if isinstance(faces, DetectionFailure):
+                result.rows.append(_photo_row(result.item, DETECTOR_ERROR, faces.reason))
+                continue
+            if chips and not faces:
+                result.rows.append(_photo_row(result.item, NO_FACE, "the detector found no "
+                                              "face in this crop (the face network needs "
+                                              "its landmarks to cut a chip)"))
+                continue
+            confidence = None
+            if chips:
+                face = max(faces, key=lambda f: f.width * f.height)
+                face_box, confidence = face.box, round(float(face.confidence), 4)
+                arrays.append(self.crop(image, face))
+            else:
+                arrays.append(np.asarray(image.convert("RGB")))
+            result.rows.append({"photo": result.item.photo, "face_index": 0,
+                                "n_faces": len(faces) if chips else 1,
+                                "box": format_rect(face_box),
+                                "detection_confidence": confidence,
+                                "status": OK, "decision": "", "score": None, "reason": ""})
+            owners.append(result)
+        probs, scores = self.classify(arrays)
+        for result, p, s in zip(owners, probs, scores, strict=True):
+            self._decide(result.rows[-1], p, s, top_k, threshold)
 
     def _chunks(self, items: list[Item], downloads: Path, max_pixels: int
                 ) -> Iterator[list[PhotoResult]]:
@@ -213,13 +274,17 @@ class Recognizer:
 
     def iter_predict(self, inputs: Any, *, top_k: int = 3, threshold: str | float | None = None,
                      downloads: str | os.PathLike[str] | None = None,
-                     max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = False
-                     ) -> Iterator[PhotoResult]:
+                     max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = False,
+                     crops: bool = False) -> Iterator[PhotoResult]:
         """Like :meth:`predict`, one :class:`PhotoResult` per photo as they are done."""
         from tqdm.auto import tqdm
 
         if top_k < 1:
             raise ValueError(f"top_k {top_k} must be at least 1")
+        if not crops and self.detector is None:
+            raise ValueError(f"{self.folder.path} was trained on ready-made crops: it can "
+                             "only name faces in crops of the same kind (crops=True, "
+                             "`facelab predict --crops`)")
         limit = resolve_threshold(self.folder, threshold)
         items = expand_inputs(inputs)
         k = min(top_k, len(self.names))
@@ -227,15 +292,16 @@ class Recognizer:
             where = Path(downloads) if downloads is not None else Path(scratch)
             bar = tqdm(total=len(items), desc="predict", unit="photo", disable=not progress)
             for group in self._chunks(items, where, max_pixels):
-                self._process(group, k, limit)
+                self._process(group, k, limit, crops)
                 yield from group
                 bar.update(len(group))
             bar.close()
 
     def predict(self, inputs: Any, *, top_k: int = 3, threshold: str | float | None = None,
                 downloads: str | os.PathLike[str] | None = None,
-                max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = False) -> pd.DataFrame:
-        """Find and name every face of every photo.
+                max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = False,
+                crops: bool = False) -> pd.DataFrame:
+        """Find and name every face of every photo (or name each face crop).
 
         Args:
             inputs: A photo path, folder, URL, manifest (``.csv`` with ``path`` or ``url``,
@@ -245,6 +311,9 @@ class Recognizer:
             downloads: Where URLs are downloaded (default: a temporary folder).
             max_pixels: Larger photos get a ``too_large`` row instead of being decoded.
             progress: Show a progress bar.
+            crops: Each input is one face crop of the kind the model was trained on (LFW,
+                PubFig83, another tool's crops): no face search in the photo, one row per
+                image, the same open-set decision.
 
         Returns:
             One row per face (``photo``, ``face_index``, ``n_faces``, ``box`` as
@@ -254,7 +323,7 @@ class Recognizer:
         """
         rows = [row for result in self.iter_predict(
             inputs, top_k=top_k, threshold=threshold, downloads=downloads,
-            max_pixels=max_pixels, progress=progress) for row in result.rows]
+            max_pixels=max_pixels, progress=progress, crops=crops) for row in result.rows]
         return predictions_frame(rows, min(top_k, len(self.names)))
 
 
@@ -275,6 +344,8 @@ def predictions_frame(rows: list[dict[str, Any]], top_k: int) -> pd.DataFrame:
 
 def load(folder: str | os.PathLike[str], **options: Any) -> Recognizer:
     """Load a model folder once; call ``.predict(photos)`` as often as needed.
+
+    ``crops=True`` loads a model trained on ready-made crops too (it then names crops only).
 
     Raises:
         facelab.recognize.folder.ModelFolderError: When the folder cannot be used (the
