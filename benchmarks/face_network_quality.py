@@ -1,6 +1,6 @@
 """The pretrained face network on real faces: closed set, open set, against its floor.
 
-``python benchmarks/face_network_quality.py [--out runs/p83] [--draws 3] [--fine-tune]``
+``python benchmarks/face_network_quality.py [--out runs/p83] [--draws 3] [--fine-tune N]``
 
 On ``../shared/data/pubfig83-dev`` (40 people), through the documented path: ``facelab
 faces`` (chips, once, into ``OUT/faces``), then :func:`facelab.learn.fit` with its
@@ -16,9 +16,9 @@ calibrated on 5 folds of people and the network's stranger floor):
   of them, per stranger (mean and worst), and for the strangers of the half of the people
   that ``openset_prior.py`` did not use; the floor's figures beside them (class means,
   the cosine to the named person's mean, its threshold calibrated on the same folds);
-* ``--fine-tune``: also ``fit(..., fine_tune_epochs=N)`` on all 40 people (the last two
-  stages of the network trained with the head; slow on a CPU): balanced accuracy, seconds
-  and training faces per second.
+* ``--fine-tune N``: all of the above again with ``fit(..., fine_tune_epochs=N)`` (the
+  last two stages of the network trained with the head; minutes a fit on a CPU), into
+  ``OUT/fine-tune-N``, plus training faces per second.
 """
 
 from __future__ import annotations
@@ -72,13 +72,13 @@ def balanced(true: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     return float(np.mean(recalls)), float(np.min(recalls))
 
 
-def closed_set(faces: Path, out: Path) -> dict:
-    """fit on everyone, and the floor on the same split."""
+def closed_set(faces: Path, out: Path, fine_tune: int = 0) -> dict:
+    """fit on everyone (``fine_tune`` epochs of fine-tuning), and the floor on the same split."""
     from facelab.learn import fit
     from facelab.learn.embeddings import chip_embeddings
 
     start = time.perf_counter()
-    result = fit(faces, out / "all", verbose=0)
+    result = fit(faces, out / "all", verbose=0, fine_tune_epochs=fine_tune)
     seconds = time.perf_counter() - start
     df = result.manifest.reset_index(drop=True)
     person = df["person"].to_numpy()
@@ -88,10 +88,12 @@ def closed_set(faces: Path, out: Path) -> dict:
     floor = balanced(person[test], names[test])
     m = result.metrics
     return {"facelab": (m["balanced_accuracy"], m["min_recall"]), "floor": floor,
-            "seconds": seconds, "test_faces": int(test.sum())}
+            "seconds": seconds, "test_faces": int(test.sum()),
+            "rate": m["train_rows"] * fine_tune / max(result.train.seconds, 1e-9),
+            "device": m["device"]}
 
 
-def open_set_draw(faces: Path, out: Path, draw: int, odd: set[str]) -> dict:
+def open_set_draw(faces: Path, out: Path, draw: int, odd: set[str], fine_tune: int = 0) -> dict:
     """One draw: 4 strangers out, fit on the rest, figures for facelab and the floor."""
     from facelab.data.labels import load_faces
     from facelab.learn import fit, openset
@@ -104,7 +106,7 @@ def open_set_draw(faces: Path, out: Path, draw: int, odd: set[str]) -> dict:
     rng = np.random.default_rng(1000 + draw)
     strangers = sorted(rng.choice(people, max(1, round(0.1 * len(people))), replace=False))
     known = everyone[~everyone["person"].isin(strangers)]
-    result = fit(known, out / f"draw{draw}", verbose=0)
+    result = fit(known, out / f"draw{draw}", verbose=0, fine_tune_epochs=fine_tune)
     info = json.loads((out / f"draw{draw}" / "openset.json").read_text())
     outside = everyone[everyone["person"].isin(strangers)].reset_index(drop=True)
     table = load(out / f"draw{draw}", crops=True).predict(outside["path"].tolist(),
@@ -146,29 +148,24 @@ def main() -> int:
     if not DATA.is_dir():
         sys.exit(f"{DATA} is missing: this benchmark needs the shared real data")
     faces = chips(args.out)
-    c = closed_set(faces, args.out)
-    print(f"closed set, test split ({c['test_faces']} faces, scored once; fit {c['seconds']:.0f}"
-          f" s): facelab balanced accuracy {c['facelab'][0]:.4f} (lowest recall "
-          f"{c['facelab'][1]:.3f}); frozen embedding + class means {c['floor'][0]:.4f} "
-          f"({c['floor'][1]:.3f})")
     odd = set(sorted(p.name for p in DATA.iterdir() if p.is_dir())[1::2])
-    rows = [open_set_draw(faces, args.out, d, odd) for d in range(args.draws)]
-    table = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
-    print("open set, 1% target (known: test faces named right; strangers: faces accepted):")
-    print(table.drop(columns="strangers").round(4).to_string())
-    print("strangers drawn:", [", ".join(r) for r in table["strangers"]])
-    if args.fine_tune:
-        from facelab.learn import fit
-
-        start = time.perf_counter()
-        result = fit(faces, args.out / "fine-tune", verbose=2, fine_tune_epochs=args.fine_tune)
-        seconds = time.perf_counter() - start
-        m = result.metrics
-        rate = m["train_rows"] * args.fine_tune / max(result.train.seconds, 1e-9)
-        print(f"fine-tuned ({args.fine_tune} epochs): balanced accuracy "
-              f"{m['balanced_accuracy']:.4f} (lowest {m['min_recall']:.3f}); fit {seconds:.0f} s, "
-              f"{rate:.1f} training faces/s on {m['device']}")
+    for epochs in [0, args.fine_tune] if args.fine_tune else [0]:
+        out = args.out / f"fine-tune-{epochs}" if epochs else args.out
+        title = f"fine-tuned {epochs} epochs" if epochs else "head on the frozen network"
+        c = closed_set(faces, out, epochs)
+        print(f"{title}: closed set, test split ({c['test_faces']} faces, scored once; fit "
+              f"{c['seconds']:.0f} s): facelab balanced accuracy {c['facelab'][0]:.4f} (lowest "
+              f"recall {c['facelab'][1]:.3f}); frozen embedding + class means "
+              f"{c['floor'][0]:.4f} ({c['floor'][1]:.3f})")
+        if epochs:
+            print(f"{title}: {c['rate']:.1f} training faces/s on {c['device']}")
+        table = pd.DataFrame([open_set_draw(faces, out, d, odd, epochs)
+                              for d in range(args.draws)])
+        print(f"{title}: open set, 1% target (known: test faces named right; strangers: "
+              "faces accepted):")
+        print(table.drop(columns="strangers").round(4).to_string())
+        print("strangers drawn:", [", ".join(r) for r in table["strangers"]])
     return 0
 
 

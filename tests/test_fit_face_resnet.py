@@ -47,6 +47,7 @@ def test_everyone_is_in_the_model_and_unknown_is_calibrated_in_folds(model: Path
     assert metrics["recipe"]["arch"] == "face-resnet" and metrics["recipe"]["image_size"] == 150
     assert metrics["classes"] == people and set(metrics["people"]) == set(people)
     assert metrics["openset"]["held_out_in_turn"] == people
+    assert metrics["openset"]["floor_note"] is None      # not fine-tuned
     assert json.loads((model / "recognizer.json").read_text())["arch"] == "face-resnet"
     assert (model / "gallery.npz").is_file() and (model / "head" / "history.csv").is_file()
 
@@ -131,6 +132,12 @@ def test_fine_tuning_trains_the_last_stages(tmp_path: Path, ready_crops) -> None
     network = model.get_layer("face_resnet")
     assert set_fine_tunable(network) == 3 * 2 + 2 + 1   # 4 blocks' convolutions, projection
     assert len(fitted.predictions) == result.metrics["n"]
+    # its threshold comes from the frozen network: said in openset.json and the summary
+    from facelab.learn.cli import summary_lines
+
+    assert result.metrics["epochs"] == 1
+    assert "frozen network" in result.metrics["openset"]["floor_note"]
+    assert any(line.startswith("NOTE: fine-tuned") for line in summary_lines(result.metrics))
 
 
 def test_predict_crops_with_a_cnn_trained_on_ready_crops(tmp_path: Path) -> None:

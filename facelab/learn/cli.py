@@ -114,6 +114,8 @@ def summary_lines(m: dict) -> list[str]:
                     and named is not None else ""))
     if o.get("warning"):
         lines.append(f"WARNING: {o['warning']}")
+    if o.get("floor_note"):
+        lines.append(f"NOTE: {o['floor_note']}")
     for person, info in m.get("people", {}).items():
         if info.get("note"):
             lines.append(f"  {person}: {info['note']}")

@@ -48,6 +48,12 @@ PREDICTIONS_NAME = "predictions.csv"          # the scored split (test), one row
 VAL_PREDICTIONS_NAME = "predictions_val.csv"  # the validation split, one row per face
 DEFAULT_FOLDS = {"face-resnet": 5}   # by arch; 0 for the CNNs (a fold is a training run)
 FEW_FACES = 5                          # a person with fewer faces gets a note
+# measured on pubfig83-dev (benchmarks/face_network_quality.py --fine-tune 3): the folds'
+# strangers were seen by the fine-tuning, and the floor is the frozen network's
+FINE_TUNED_FLOOR = ("fine-tuned network: its threshold is the frozen network's stranger floor "
+                    "and its folds' people were seen by the fine-tuning; on PubFig83 it named "
+                    "82-84% of known faces (the frozen network: 98%) with no stranger accepted "
+                    "(docs/learn.md)")
 
 FIGURES = ("learning_curves.png", "confusion.png", "confusion_counts.png", "shares.png",
            "recall.png", "misclassified.png")
@@ -303,7 +309,7 @@ def fit(source: str | Path | pd.DataFrame, out_dir: str | Path, recipe: Recipe |
     metrics, preds, val_preds = _score(run, df, label_map, recipe, outputs, eval_split,
                                        threshold)
     info = _calibrate(learner, df, label_map, out, outputs, eval_split, folds, split_seed,
-                      keep_known, target_far, recipe.arch)
+                      keep_known, target_far, recipe.arch, bool(recipe.fine_tune_epochs))
     metrics["openset"] = openset_summary(info)
     metrics["set_aside"] = sorted(map(str, set_aside))
     metrics["fit_seconds"] = round(time.perf_counter() - start, 1)
@@ -440,7 +446,8 @@ def _score(run: Any, df: pd.DataFrame, label_map: Any, recipe: Recipe,
                "num_classes": len(names), "classes": names,
                "train_rows": int((df["split"] == "train").sum()),
                "training_seconds_total": _training_seconds(run),
-               "best_epoch": run.best_epoch, "epochs": recipe.epochs,
+               "best_epoch": run.best_epoch,      # of the fine-tuning when there was one
+               "epochs": recipe.fine_tune_epochs or recipe.epochs,
                "device": train_lib.device_summary(), "strategy": run.strategy,
                "recipe": asdict(recipe)}
     return metrics, preds, val_preds
@@ -448,8 +455,8 @@ def _score(run: Any, df: pd.DataFrame, label_map: Any, recipe: Recipe,
 
 def _calibrate(learner: Any, df: pd.DataFrame, label_map: Any, out: Path,
                outputs: dict[str, tuple[Any, Any]], eval_split: str, folds: int | None,
-               seed: int, keep_known: Sequence[str], target_far: float, arch: str
-               ) -> dict[str, Any]:
+               seed: int, keep_known: Sequence[str], target_far: float, arch: str,
+               fine_tuned: bool = False) -> dict[str, Any]:
     """The score model, the known faces' scores, the folds' strangers, the threshold."""
     from facelab.learn import openset
     from facelab.learn.face_resnet import ARCH, stranger_floor
@@ -472,7 +479,8 @@ def _calibrate(learner: Any, df: pd.DataFrame, label_map: Any, out: Path,
                              extra={"folds": len(groups), "fold_people": groups,
                                     "held_out_in_turn": sorted(p for g in groups for p in g),
                                     "never_held_out": sorted(map(str, keep_known)),
-                                    "model_classes": "every person of the source"})
+                                    "model_classes": "every person of the source",
+                                    **({"floor_note": FINE_TUNED_FLOOR} if fine_tuned else {})})
 
 
 def openset_summary(info: dict[str, Any]) -> dict[str, Any]:
@@ -484,7 +492,7 @@ def openset_summary(info: dict[str, Any]) -> dict[str, Any]:
             "known_named_val": info.get("calibration", {}).get("correct_named"),
             "known_named_test": test.get("correct_named"),
             "strangers_accepted_test": test.get("false_accept"),
-            "warning": info.get("warning")}
+            "warning": info.get("warning"), "floor_note": info.get("floor_note")}
 
 
 def people_report(df: pd.DataFrame, eval_split: str) -> dict[str, dict[str, Any]]:
