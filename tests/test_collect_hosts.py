@@ -321,6 +321,33 @@ def test_a_full_budget_closes_the_idle_connection_used_longest_ago(tiny_demo: Pa
         session.close()
 
 
+def test_a_full_budget_keeps_the_connections_of_a_host_with_more_requests(
+        tiny_demo: Path) -> None:
+    """The idle connection closed for a new one is that of the host with the fewest
+    requests (a one-URL host's), even when a busier host's was used longer ago."""
+    names = {"busy.example": 3, "b.example": 1, "c.example": 1}
+    with make_web(tiny_demo, names, dict.fromkeys(names, "ok")) as web:
+        urls = web.truth()["url"]
+        busy, b1, c1 = list(urls[:3]), urls[3], urls[4]
+        session = make_session(CollectSettings(retries=0), connections=2)
+        budget = session.get_adapter("http://").budget
+
+        def get(url: str) -> bytes:
+            return session.get(url, timeout=5).content
+
+        assert get(busy[0]) and get(busy[1]) and get(b1)     # busy's is the oldest idle
+        assert get(c1)                  # full: b's idle connection is closed, not busy's
+        address = {h.name: h.address for h in web.hosts}
+        deadline = time.monotonic() + 5
+        while web.open[address["b.example"]] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert web.open[address["b.example"]] == 0
+        assert get(busy[2])             # its kept-alive connection serves it
+        assert web.connections[address["busy.example"]] == 1
+        assert (budget.peak, budget.evicted, budget.overdrawn) == (2, 1, 0)
+        session.close()
+
+
 def test_the_dead_host_mix_scales_alone_and_nests() -> None:
     names = [f"h{i}.example" for i in range(4000)]
     hosts, _ = plan_hosts(names, len(names), seed=3)

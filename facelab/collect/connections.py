@@ -5,11 +5,14 @@ in: connecting (a black hole's connect waits out its timeout), downloading, or k
 idle for its host's next URL.  A worker process's threads share one set of urllib3 pools
 (:func:`facelab.collect.fetch.make_session`); :class:`ConnectionBudget` caps the
 connections of all of them together at that process's share of ``--workers`` (its thread
-count).  A thread that needs a new connection while the budget is full closes the idle
-connection used longest ago (as a browser's socket pool does); one always exists, since
-each thread uses at most one connection at a time.  Per host, the scheduler sends at most
-``--per-host`` URLs at once and a host's pool keeps at most that many connections, all in
-one process (:mod:`facelab.collect.workers`).
+count).  A thread that needs a new connection while the budget is full closes an idle
+one (one always exists, since each thread uses at most one connection at a time): of the
+host that has sent the fewest requests, the one used longest ago.  Most hosts of a real
+list have one or two URLs, and their idle connections go first; a host with many URLs
+keeps its kept-alive connections (each closed one would cost its next URL a round trip,
+and the busiest host's URLs, one round after another, set the run's wall time).  Per host,
+the scheduler sends at most ``--per-host`` URLs at once and a host's pool keeps at most that
+many connections, all in one process (:mod:`facelab.collect.workers`).
 
 urllib3 is imported by :func:`budget_adapter` only (worker processes start light).
 """
@@ -57,7 +60,8 @@ class ConnectionBudget:
             waited = 0.0
             while self.held >= self.limit:
                 if self._idle:
-                    victim, _ = self._idle.popitem(last=False)
+                    victim = self._victim()
+                    del self._idle[victim]
                     self.evicted += 1
                     victim.close()              # gives its slot back (release)
                 elif waited >= self.LEAK_WAIT_S:
@@ -74,6 +78,17 @@ class ConnectionBudget:
             slot = conn._facelab_slot = [True]
             # a connection dropped without close() still gives its slot back
             weakref.finalize(conn, self._free, slot)
+
+    def _victim(self) -> Any:
+        """The idle connection to close: of the host with the fewest requests, the oldest."""
+        victim, fewest = None, 0
+        for conn in self._idle:                 # oldest first
+            uses = requests_sent(conn)
+            if victim is None or uses < fewest:
+                victim, fewest = conn, uses
+                if uses <= 1:                   # a host with one request: the fewest
+                    break
+        return victim
 
     def release(self, conn: Any) -> None:
         """``conn`` is closed: its slot is free."""
@@ -98,6 +113,12 @@ class ConnectionBudget:
     def unpark(self, conn: Any) -> None:
         """``conn`` was taken from its pool: it is in use, never closed from here."""
         self._idle.pop(conn, None)
+
+
+def requests_sent(conn: Any) -> int:
+    """Requests the host of ``conn`` has been sent through its pool (0: not counted)."""
+    counter = getattr(conn, "_facelab_host_requests", None)
+    return counter[0] if counter else 0
 
 
 def _pool_classes(budget: ConnectionBudget) -> dict[str, type]:
@@ -133,6 +154,10 @@ def _pool_classes(budget: ConnectionBudget) -> dict[str, type]:
                 with budget.lock:
                     conn = super()._get_conn(timeout)
                     budget.unpark(conn)
+                    # the host's requests, shared by its connections (a list: no cycle)
+                    counter = self.__dict__.setdefault("_facelab_host_requests", [0])
+                    counter[0] += 1
+                    conn._facelab_host_requests = counter
                 return conn
 
             def _put_conn(self, conn: Any) -> None:

@@ -391,13 +391,17 @@ class HostWeb:
                 for host in self.hosts if host.kind == "blackhole"}
 
     def _connecting(self, keys: dict[str, str]) -> Counter[str]:
-        """Clients' sockets still connecting (SYN_SENT) to each black hole."""
-        counts: Counter[str] = Counter()
+        """Clients' sockets still connecting (SYN_SENT) to each black hole.
+
+        The kernel writes the table a page at a time while sockets come and go, so one
+        socket may be listed twice: each is counted once, by its two ends.
+        """
+        sockets = set()
         for line in PROC_TCP.read_text().splitlines()[1:]:
             fields = line.split(None, 4)
             if len(fields) > 3 and fields[3] == "02" and fields[2] in keys:
-                counts[keys[fields[2]]] += 1
-        return counts
+                sockets.add((fields[1], fields[2]))
+        return Counter(keys[remote] for _, remote in sockets)
 
     def _sample(self, keys: dict[str, str]) -> None:
         """Count the clients' connects to black holes every ``sample_s``, with the accepted.
