@@ -156,7 +156,9 @@ def test_executed_copies_are_signed_and_a_failure_keeps_its_traceback(tmp_path) 
     env = {**os.environ, "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data")}  # its own notary
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    _notebook(folder, "00_fine.ipynb", 'print("hello")')
+    _notebook(folder, "00_fine.ipynb", 'print("hello")',
+              "from ipykernel.kernelapp import IPKernelApp\n\n"
+              'print("kernel log level", IPKernelApp.instance().log_level)')
     _notebook(folder, "01_fails.ipynb", "from facelab import data",
               'data.load_faces(workdir + "/faces")')
     done = subprocess.run([sys.executable, "-c", RUN_AND_REPORT, str(folder),
@@ -186,3 +188,5 @@ def test_executed_copies_are_signed_and_a_failure_keeps_its_traceback(tmp_path) 
     assert "without encryption" not in done.stdout + done.stderr
     fine = nbformat.read(str(executed / "00_fine.ipynb"), as_version=4)
     assert fine.cells[1].outputs[0].text.startswith("facelab doctor: ready")
+    # the kernel's own log is quiet (its shutdown interrupt); the failing cell still failed
+    assert fine.cells[-1].outputs[0].text.strip() == "kernel log level 50"
