@@ -117,10 +117,7 @@ def measure(web, config: Config, lists: dict[str, Path], work: Path,
         seconds, ok = run_one(config, lists, out, args)
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    peaks = web.connection_peaks()
-    return {"seconds": seconds, "ok": ok, "rate": ok / seconds, "total": peaks["total"],
-            "host": peaks["host"], "host_name": peaks["host_name"],
-            "connecting": peaks["connecting"]}
+    return {"seconds": seconds, "ok": ok, "rate": ok / seconds, **web.connection_peaks()}
 
 
 def median_of(results: list[dict], key: str) -> float:

@@ -297,9 +297,8 @@ def _kernel_environment() -> Iterator[None]:
     """
     from facelab.doctor import TF_ENV
 
-    wanted = {**TF_ENV, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    wanted = {name: os.environ.get(name, value) if name in TF_ENV else value
-              for name, value in wanted.items()}
+    wanted = {**{name: os.environ.get(name, value) for name, value in TF_ENV.items()},
+              "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     before = {name: os.environ.get(name) for name in wanted}
     os.environ.update(wanted)
     try:

@@ -82,11 +82,12 @@ def predictions_frame(rows: pd.DataFrame, probs: np.ndarray, label_map: LabelMap
         label_map: The model's label map.
     """
     rows = rows.reset_index(drop=True)
-    pred = np.asarray(probs).argmax(axis=1)
+    probs = np.asarray(probs)
+    pred = probs.argmax(axis=1)
     true = label_map.encode(rows["person"].tolist())
     return pd.DataFrame({"path": rows["path"], "person": rows["person"], "true": true,
                          "pred": pred, "predicted": [label_map.names[i] for i in pred],
-                         "confidence": np.asarray(probs).max(axis=1), "correct": pred == true})
+                         "confidence": probs.max(axis=1), "correct": pred == true})
 
 
 def portraits(manifest: pd.DataFrame, split: str = "train") -> dict[str, str]:

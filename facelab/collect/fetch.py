@@ -535,13 +535,12 @@ def _send(url: str, settings: CollectSettings, session, read_timeout: float, don
                    host_failure="connection") from None
 
 
-def _keep_alive(response) -> None:
+def _keep_alive(response, announced: str) -> None:
     """Read a short error answer's body (announced, up to 64 KB), so its connection stays open.
 
     A response closed unread closes its connection: the host's next URL would pay a new
     connection's round trip, and under the connection budget another slot.
     """
-    announced = response.headers.get("Content-Length", "")
     if not announced.isdigit() or int(announced) > ERROR_BODY_KEPT:
         return
     with contextlib.suppress(Exception):
@@ -553,13 +552,13 @@ def _keep_alive(response) -> None:
 def _check_answer(response, settings: CollectSettings, done) -> str:
     """Raise ``_Done`` for an HTTP error or an announced oversize; return the announced length."""
     code = response.status_code
+    announced = response.headers.get("Content-Length", "")
     if code >= 300:
         extra: dict[str, Any] = {"http_status": code}
         if code in RETRY_LATER_STATUSES:
             extra["retry_after"] = retry_after_seconds(response.headers.get("Retry-After"))
-        _keep_alive(response)
+        _keep_alive(response, announced)
         raise done(HTTP_ERROR, f"HTTP {code} {response.reason or ''}".strip(), **extra)
-    announced = response.headers.get("Content-Length", "")
     if announced.isdigit() and int(announced) > settings.max_bytes:
         raise done(TOO_LARGE, f"server announced {int(announced):,} bytes > "
                    f"--max-bytes {settings.max_bytes:,} (not downloaded)")

@@ -159,6 +159,10 @@ class HostScheduler:
         self.per_url = 0.5        # seconds per URL (moving average of the photos fetched)
         self.checks = [1, 10]     # [dead, all] first URLs of hosts (a prior of 1 in 10)
         self._unchecked = 0
+        # seconds a dead host's check may take (connect or read timeouts, retried): fixed
+        # by the (frozen) settings, so worked out once, not on every push
+        self._worst = min(settings.total_deadline, (settings.retries + 1)
+                          * max(settings.connect_timeout, settings.timeout))
         self._long: dict[str, _Host] = {}     # hosts whose URLs outlast a dead host's check
         # (-seconds of work, order, name, queued, checked): stale when those two changed
         self._ready: list[tuple[float, int, str, int, bool]] = []
@@ -238,15 +242,10 @@ class HostScheduler:
         if cap and host.in_flight >= cap:
             return
         work = self._work(host)
-        if host.checked and work > self._worst():
+        if host.checked and work > self._worst:
             self._long[host.name] = host
         heapq.heappush(self._ready, (-work, host.order, host.name, len(host.queue),
                                      host.checked))
-
-    def _worst(self) -> float:
-        """Seconds a dead host's check may take (connect or read timeouts, retried)."""
-        return min(self.settings.total_deadline, (self.settings.retries + 1)
-                   * max(self.settings.connect_timeout, self.settings.timeout))
 
     def _promote(self) -> None:
         """Put first the hosts whose URLs would otherwise end last.
@@ -257,7 +256,7 @@ class HostScheduler:
         if not self._long:
             return
         dead, seen = self.checks
-        left = (self.queued * self.per_url + self._unchecked * dead / seen * self._worst()
+        left = (self.queued * self.per_url + self._unchecked * dead / seen * self._worst
                 ) / self.settings.workers
         for name, host in list(self._long.items()):
             if not host.queue or host.dead:
@@ -266,7 +265,7 @@ class HostScheduler:
             work = self._work(host)
             if work >= left and host.boosted != len(host.queue) and host.up:
                 host.boosted = len(host.queue)
-                heapq.heappush(self._ready, (-(work + self._worst()), host.order, host.name,
+                heapq.heappush(self._ready, (-(work + self._worst), host.order, host.name,
                                              len(host.queue), host.checked))
 
     def _work(self, host: _Host) -> float:
@@ -280,7 +279,7 @@ class HostScheduler:
         queued = len(host.queue)
         if host.checked:
             return queued / max(1, self._cap(host) or queued) * self.per_url
-        return self._worst() + (queued - 1) / max(1, self.settings.per_host or queued
+        return self._worst + (queued - 1) / max(1, self.settings.per_host or queued
                                                   ) * self.per_url
 
     def _wake(self) -> None:

@@ -57,7 +57,7 @@ DEFAULT_DEAD = {"refused": 0.15, "blackhole": 0.06, "silent": 0.04, "error5xx": 
                 "ratelimited": 0.05}
 
 
-# the kinds that never answer (what :meth:`WebShape.scaled` scales)
+# the kinds that never answer (what :func:`scale_dead` scales)
 DEAD_KINDS = ("refused", "blackhole", "silent")
 
 
@@ -199,6 +199,7 @@ def scale_dead(hosts: list[Host], factor: float, seed: int = 0,
         raise ValueError(f"dead-host factor {factor}: it must be between 0 and "
                          f"{1 + answering / share:g} for these shares")
     rng = random.Random(f"dead-scale-{seed}")
+    kinds = _cumulative(dead, share) if share else []     # once, not per host
     scaled = []
     for host in hosts:
         stay, pick = rng.random(), rng.random()     # two rolls per host: the mixes nest
@@ -206,8 +207,7 @@ def scale_dead(hosts: list[Host], factor: float, seed: int = 0,
         if kind in DEAD_KINDS and factor < 1 and stay >= factor:
             kind = "ok"
         elif kind == "ok" and stay < turn:
-            kind = next((k for k, total in _cumulative(dead, share) if pick < total),
-                        DEAD_KINDS[-1])
+            kind = next((k for k, total in kinds if pick < total), DEAD_KINDS[-1])
         scaled.append(Host(host.name, host.address, kind, host.rtt, list(host.paths)))
     return scaled
 
@@ -374,6 +374,7 @@ class HostWeb:
                 "connecting": peaks["connecting"]}
 
     def _opened(self, address: str) -> None:
+        self.connections[address] += 1
         self.open[address] += 1
         self.open_total += 1
         self.accepted_total += 1
@@ -461,7 +462,6 @@ class HostWeb:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         address = writer.get_extra_info("sockname")[0]
         host = self._by_address[address]
-        self.connections[address] += 1
         self._opened(address)
         try:
             await asyncio.sleep(host.rtt)          # the TCP handshake's round trip

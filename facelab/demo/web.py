@@ -688,7 +688,7 @@ def probe(web: DemoWeb, per_kind: int = 1, timeout_s: float = 2.0,
 
     def one(row: Any) -> dict[str, Any]:
         start = time.perf_counter()
-        with requests.Session() as session:       # a session per thread
+        with requests.Session() as session:       # one per URL: sessions are not shared
             session.max_redirects = 10
             status, ctype, redirects, error, data = _fetch(session, row.url, timeout_s,
                                                            max_bytes)

@@ -37,20 +37,17 @@ def score_faces(model_dir: str | os.PathLike[str], rows: pd.DataFrame) -> pd.Dat
         ``path``, ``person``, ``predicted``, ``score``, ``correct`` (named right, known).
     """
     from facelab.data.labels import LabelMap
-    from facelab.data.pipeline import make_dataset
     from facelab.learn.model import load_model
-    from facelab.learn.openset import probs_and_embeddings, scored_table, two_headed
+    from facelab.learn.openset import model_outputs, scored_table
 
     folder = Path(model_dir)
     info, openset = _json(folder, RECOGNIZER_NAME), _json(folder, OPENSET_NAME)
     label_map = LabelMap.load(folder)
     if rows.empty:
         return pd.DataFrame(columns=["path", "person", "predicted", "score", "correct"])
-    view = rows.assign(person=label_map.names[0], split="val")     # read in order
-    data = make_dataset(view, "val", image_size=int(info["image_size"]), batch_size=128,
-                        labels=label_map)
-    heads = two_headed(load_model(folder / "model.keras", compile=False))
-    probs, feats = probs_and_embeddings(heads, data, bool(info.get("flip_average", True)))
+    probs, feats = model_outputs(load_model(folder / "model.keras", compile=False), rows,
+                                 label_map, int(info["image_size"]),
+                                 bool(info.get("flip_average", True)))
     table = scored_table("", rows.reset_index(drop=True), probs, feats, label_map.names,
                          ScoreModel.load(folder, openset))
     return table.drop(columns="set")

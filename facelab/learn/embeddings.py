@@ -129,8 +129,7 @@ def chip_embeddings(paths: Sequence[str | os.PathLike[str]], *, batch_size: int 
 
     from facelab.learn.face_resnet import CHIP_SIZE, EMBEDDING_SIZE, NETWORK_KEY
 
-    data = [Path(p).read_bytes() for p in paths]
-    shas = [hashlib.sha256(d).hexdigest() for d in data]
+    shas = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths]
     store = EmbeddingCache(NETWORK_KEY) if cache and network is None else None
     found = store.get(shas) if store else {}
     todo = [i for i, sha in enumerate(shas) if sha not in found]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,24 @@ def class_weight(df: pd.DataFrame, label_map: Any, balance: str,
     from facelab.data.balance import class_weights
 
     return class_weights(df[df["split"] == "train"], label_map)
+
+
+def strangers_table(outputs: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]],
+                    known: pd.DataFrame, rows: pd.DataFrame, label_map: Any) -> pd.DataFrame:
+    """Score ``rows`` (people a fold model was not trained on) with that model.
+
+    Args:
+        outputs: The fold model's probabilities and embeddings of faces.
+        known: The faces it was trained on (its training split makes the score model).
+        rows: The held-out people's faces.
+        label_map: Its label map.
+    """
+    train = known[known["split"] == "train"]
+    _, train_feats = outputs(train)
+    scorer = ScoreModel.from_training(train_feats, label_map.encode(train["person"].tolist()),
+                                      len(label_map))
+    probs, feats = outputs(rows)
+    return scored_table("", rows, probs, feats, label_map.names, scorer)
 
 
 class CnnLearner:
@@ -73,17 +92,14 @@ class CnnLearner:
 
     def outputs(self, rows: pd.DataFrame, model: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and embeddings of faces (any people), in row order."""
-        from facelab.data.pipeline import make_dataset
-        from facelab.learn.openset import probs_and_embeddings, two_headed
+        from facelab.learn.openset import model_outputs
 
         model = model if model is not None else self.model
         if rows.empty:
             return (np.zeros((0, int(model.output_shape[-1])), np.float32),
                     np.zeros((0, 1), np.float32))
-        view = rows.assign(person=self.label_map.names[0], split="val")   # read in order
-        ds = make_dataset(view, "val", image_size=self.recipe.image_size, batch_size=128,
-                          labels=self.label_map)
-        return probs_and_embeddings(two_headed(model), ds, self.recipe.flip_average)
+        return model_outputs(model, rows, self.label_map, self.recipe.image_size,
+                             self.recipe.flip_average)
 
     def score_without(self, index: int, people: list[str], rows: pd.DataFrame
                       ) -> pd.DataFrame:
@@ -99,12 +115,8 @@ class CnnLearner:
                                      LabelMap.from_names(people))
         key = hashlib.sha1("\n".join(label_map.names).encode("utf-8")).hexdigest()[:8]
         run = self._run(known, label_map, self.out / "folds" / f"{index}-{key}", verbose=0)
-        train = known[known["split"] == "train"]
-        _, train_feats = self.outputs(train, run.model)
-        scorer = ScoreModel.from_training(train_feats, label_map.encode(
-            train["person"].tolist()), len(label_map))
-        probs, feats = self.outputs(rows, run.model)
-        return scored_table("", rows, probs, feats, label_map.names, scorer)
+        return strangers_table(lambda faces: self.outputs(faces, run.model), known, rows,
+                               label_map)
 
     def _datasets(self, df: pd.DataFrame, label_map: Any) -> tuple[Any, Any, int]:
         """The training and validation datasets, and the training batches per epoch."""
@@ -227,9 +239,6 @@ class FaceResnetLearner:
         label_map = LabelMap.from_names(people)
         known = self.df[self.df["person"].astype(str).isin(people)]
         head, _ = self._head(known, label_map)
-        train = known[known["split"] == "train"]
-        _, train_feats = head_outputs(head, self._emb(train), self.recipe.flip_average)
-        scorer = ScoreModel.from_training(train_feats, label_map.encode(
-            train["person"].tolist()), len(label_map))
-        probs, feats = head_outputs(head, self._emb(rows), self.recipe.flip_average)
-        return scored_table("", rows, probs, feats, label_map.names, scorer)
+        return strangers_table(
+            lambda faces: head_outputs(head, self._emb(faces), self.recipe.flip_average),
+            known, rows, label_map)

@@ -196,6 +196,24 @@ def probs_and_embeddings(heads: Any, batches: Any, flip_average: bool = True
     return np.concatenate(probs), np.concatenate(feats)
 
 
+def model_outputs(model: Any, rows: pd.DataFrame, label_map: Any, image_size: int,
+                  flip_average: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and embeddings (:func:`probs_and_embeddings`) of faces, in row order.
+
+    Args:
+        model: A Keras model with a ``softmax`` layer.
+        rows: Faces (absolute ``path``; any people, known or not).
+        label_map: The model's label map.
+        image_size: The model's input size.
+        flip_average: Average with the mirrored faces.
+    """
+    from facelab.data.pipeline import make_dataset
+
+    view = rows.assign(person=label_map.names[0], split="val")     # read in order
+    data = make_dataset(view, "val", image_size=image_size, batch_size=128, labels=label_map)
+    return probs_and_embeddings(two_headed(model), data, flip_average)
+
+
 def unit(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to length 1 (zero rows stay zero)."""
     v = np.asarray(vectors, dtype=np.float32)
@@ -443,12 +461,9 @@ def write_recognizer_info(source: Any, out_dir: str | Path, image_size: int,
     then takes only crops of the same kind (``--crops``), since it cannot know how to cut
     faces from whole photos the same way.
     """
-    from importlib.metadata import PackageNotFoundError, version
+    from facelab.faces.settings import facelab_version
 
-    try:
-        release = version("facelab")
-    except PackageNotFoundError:     # an uninstalled copy
-        release = "unknown"
+    release = facelab_version()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     found = find_face_settings(source)

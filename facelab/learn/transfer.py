@@ -68,6 +68,7 @@ def head_outputs(head: Any, emb: np.ndarray, flip_average: bool = True
     if len(emb) == 0:
         k = int(head.output_shape[-1])
         return np.zeros((0, k), np.float32), np.zeros((0, emb.shape[-1]), np.float32)
+
     def run(x: np.ndarray) -> np.ndarray:       # eager calls: no tf.function to retrace
         return np.concatenate([np.asarray(head(x[i:i + 4096], training=False))
                                for i in range(0, len(x), 4096)])
@@ -246,15 +247,8 @@ def model_embeddings(model: Any, rows: pd.DataFrame, batch_size: int = 64) -> np
     """Embeddings ``[N, 2, D]`` (chip, mirror image) of an assembled model's network part."""
     import keras
 
-    from facelab.learn.embeddings import embed_arrays, read_chip
-    from facelab.learn.face_resnet import CHIP_SIZE
+    from facelab.learn.embeddings import chip_embeddings
 
     trunk = keras.Model(model.inputs[0], model.get_layer("unit").input)
-    parts = []
-    paths = rows["path"].astype(str).tolist()
-    for start in range(0, len(paths), 512):
-        chips = np.stack([read_chip(p, CHIP_SIZE) for p in paths[start:start + 512]])
-        parts.append(embed_arrays(chips, batch_size, trunk))
-    if not parts:
-        return np.zeros((0, 2, int(trunk.output_shape[-1])), np.float32)
-    return np.concatenate(parts)
+    return chip_embeddings(rows["path"].astype(str).tolist(), batch_size=batch_size,
+                           cache=False, network=trunk)
